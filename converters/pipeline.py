@@ -1,0 +1,92 @@
+"""One pipeline for every source: load -> validate -> quantize -> save."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgebert.errors import UnsupportedModel
+
+from . import bert  # noqa: F401  (registers the BERT loaders)
+from . import quantize
+from .graph import bert_encoder_graph
+from .registry import get_loader
+from .source import read_json
+from .spec import ModelSpec
+
+DTYPES = ("int8", "float32")
+
+
+def convert(src: str | Path, out: str | Path, dtype: str = "int8", allow_pickle: bool = False) -> dict:
+    """Convert a model folder into one ``.edgebert`` file; returns the per-tensor error report."""
+    from edgebert.format import write_model
+
+    if dtype not in DTYPES:
+        raise UnsupportedModel(f"dtype {dtype!r} is not supported; supported: {', '.join(DTYPES)}")
+    spec = load(src, allow_pickle=allow_pickle)
+    validate(spec)
+    tensors, report = quantize_spec(spec, dtype)
+    write_model(out, tensors, metadata(spec, dtype, report))
+    return report
+
+
+def load(src: str | Path, allow_pickle: bool = False) -> ModelSpec:
+    folder = Path(src)
+    if not folder.is_dir():
+        raise UnsupportedModel(f"{folder}: not a model folder (expected a directory with config.json)")
+    cfg = read_json(folder / "config.json")
+    archs = cfg.get("architectures") or []
+    if not isinstance(archs, list) or len(archs) != 1 or not isinstance(archs[0], str):
+        if cfg.get("model_type") == "bert" and not archs:
+            archs = ["BertModel"]  # checkpoints saved without an architectures field
+        else:
+            raise UnsupportedModel(f"{folder}/config.json: expected one entry in 'architectures', got {archs!r}")
+    return get_loader(archs[0])(folder, cfg, allow_pickle=allow_pickle)
+
+
+def validate(spec: ModelSpec) -> None:
+    missing = spec.missing()
+    if missing:
+        raise UnsupportedModel(f"model lacks weights: {', '.join(missing[:5])}")
+    for name, slot in spec.slots.items():
+        if not np.isfinite(slot.value).all():
+            raise UnsupportedModel(f"weight {name} holds NaN or infinite values")
+    if not 2 <= spec.max_length <= spec.config.max_position_embeddings:
+        raise UnsupportedModel(f"max_length {spec.max_length} outside 2..{spec.config.max_position_embeddings}")
+
+
+def quantize_spec(spec: ModelSpec, dtype: str) -> tuple[dict[str, np.ndarray], dict]:
+    """Standard-named tensors ready to save, and the worst error of each quantized one."""
+    tensors, report = {}, {}
+    for name, slot in spec.slots.items():
+        if dtype == "int8" and slot.kind in ("linear", "embedding"):
+            q, scale, err = quantize.quantize_rows(slot.value)
+            base = name.removesuffix(".weight")
+            tensors[name], tensors[f"{base}.scale"] = q, scale
+            report[name] = err.as_dict()
+        else:
+            tensors[name] = slot.value
+    return tensors, report
+
+
+def metadata(spec: ModelSpec, dtype: str, report: dict) -> dict:
+    if dtype == "int8":
+        scheme = {"weights": "int8_symmetric_per_channel", "embeddings": "int8_symmetric_per_row",
+                  "activations": "int8_symmetric_per_token_dynamic",
+                  "scale_convention": "w ~= q * scale[:, None]; scale = amax / 127"}
+    else:
+        scheme = {"weights": "float32", "embeddings": "float32", "activations": "float32"}
+    return {
+        "edgebert.architecture": "bert",
+        "edgebert.source_architecture": spec.source_architecture,
+        "edgebert.config": spec.config.as_dict(),
+        "edgebert.quantization": scheme,
+        "edgebert.graph": bert_encoder_graph(spec.config),
+        "edgebert.tokenizer": spec.tokenizer_json,
+        "edgebert.tokenizer_config": {"max_length": spec.max_length, "pad_token_id": spec.pad_token_id},
+        "edgebert.pooling": spec.pooling,
+        "edgebert.report": report,
+    }
+
+

@@ -1,0 +1,102 @@
+"""Declarative model spec: what a loader fills, nothing executable.
+
+A loader sets named weight slots and settings; setting a slot that does not
+exist, or with the wrong shape, raises at once (CTranslate2's frozen specs), so
+a typo cannot silently drop a weight.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edgebert.errors import UnsupportedModel
+
+SUPPORTED_ACTIVATIONS = ("gelu",)
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    max_position_embeddings: int
+    type_vocab_size: int
+    layer_norm_eps: float
+    hidden_act: str = "gelu"
+
+    def __post_init__(self):
+        if self.hidden_act not in SUPPORTED_ACTIVATIONS:
+            raise UnsupportedModel(
+                f"hidden_act {self.hidden_act!r} is not supported; supported: {', '.join(SUPPORTED_ACTIVATIONS)}")
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                     "max_position_embeddings", "type_vocab_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UnsupportedModel(f"config {name} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_heads:
+            raise UnsupportedModel(
+                f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Slot:
+    shape: tuple[int, ...]
+    kind: str  # "linear" | "embedding" | "fp32": how quantization treats it
+    value: np.ndarray | None = None
+
+
+def bert_slots(c: BertConfig) -> dict[str, Slot]:
+    """Standard tensor names (docs/format.md) of a BERT encoder, fp32 source form."""
+    H, F = c.hidden_size, c.intermediate_size
+    slots = {
+        "token_embd.weight": Slot((c.vocab_size, H), "embedding"),
+        "position_embd.weight": Slot((c.max_position_embeddings, H), "fp32"),
+        "token_type_embd.weight": Slot((c.type_vocab_size, H), "fp32"),
+        "embd_norm.weight": Slot((H,), "fp32"),
+        "embd_norm.bias": Slot((H,), "fp32"),
+    }
+    for i in range(c.num_layers):
+        for name, (n, k) in {"attn_qkv": (3 * H, H), "attn_output": (H, H),
+                             "ffn_up": (F, H), "ffn_down": (H, F)}.items():
+            slots[f"blk.{i}.{name}.weight"] = Slot((n, k), "linear")
+            slots[f"blk.{i}.{name}.bias"] = Slot((n,), "fp32")
+        for norm in ("attn_norm", "ffn_norm"):
+            slots[f"blk.{i}.{norm}.weight"] = Slot((H,), "fp32")
+            slots[f"blk.{i}.{norm}.bias"] = Slot((H,), "fp32")
+    return slots
+
+
+@dataclass
+class ModelSpec:
+    """Everything the pipeline needs to validate, quantize and save a model."""
+
+    source_architecture: str
+    config: BertConfig
+    tokenizer_json: str
+    max_length: int
+    pad_token_id: int
+    pooling: dict = field(default_factory=lambda: {"mode": "mean", "normalize": False})
+    slots: dict[str, Slot] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.slots:
+            self.slots = bert_slots(self.config)
+
+    def __setitem__(self, name: str, value: np.ndarray) -> None:
+        slot = self.slots.get(name)
+        if slot is None:
+            raise KeyError(f"spec has no weight slot {name!r}")
+        value = np.asarray(value)
+        if tuple(value.shape) != slot.shape:
+            raise UnsupportedModel(f"weight {name}: shape {tuple(value.shape)} does not match "
+                                   f"the config's {slot.shape}")
+        slot.value = np.ascontiguousarray(value, dtype=np.float32)
+
+    def missing(self) -> list[str]:
+        return [name for name, slot in self.slots.items() if slot.value is None]

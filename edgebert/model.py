@@ -1,0 +1,177 @@
+"""The public model object: load a ``.edgebert`` file, embed texts, run token ids."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .errors import InputError, InvalidModelFile
+from .settings import apply_threads, resolve_threads
+from .text import TextEncoder, as_text, chunks
+
+POOLING_MODES = ("mean", "cls", "max")
+TOKENIZE_CHUNK = 4096  # texts tokenized at a time: bounds memory on huge inputs
+
+
+def load(path: str | Path, threads: int | None = None, backend: str = "numba") -> "Model":
+    """Open a model file. ``threads``: None = $EDGEBERT_NUM_THREADS or all cores.
+
+    ``backend="numpy"`` runs the plain NumPy reference kernels (slow; with a
+    float32 file it is the FP32 baseline).
+    """
+    from .format import read_model
+
+    return Model(read_model(path), threads=threads, backend=backend)
+
+
+class Model:
+    def __init__(self, model_file, threads: int | None = None, backend: str = "numba"):
+        from edgebert.format import validate_graph
+        from edgebert.runtime.executor import Executor
+
+        self.file = model_file
+        meta = model_file.metadata
+        if meta.get("edgebert.architecture") != "bert":
+            raise InvalidModelFile(f"{model_file.path}: architecture "
+                                   f"{meta.get('edgebert.architecture')!r} is not supported; supported: bert")
+        self.config = model_file.json("edgebert.config")
+        self.quantization = model_file.json("edgebert.quantization")
+        self.pooling = model_file.json("edgebert.pooling")
+        tok_cfg = model_file.json("edgebert.tokenizer_config")
+        graph = model_file.json("edgebert.graph")
+        validate_graph(graph, {k: v.shape for k, v in model_file.tensors.items()}, self.config)
+        if self.pooling.get("mode") not in POOLING_MODES:
+            raise InvalidModelFile(f"{model_file.path}: pooling mode {self.pooling.get('mode')!r} "
+                                   f"is not one of {POOLING_MODES}")
+        self.max_length = _bounded_int(tok_cfg, "max_length", 2, self.config["max_position_embeddings"])
+        self.pad_token_id = _bounded_int(tok_cfg, "pad_token_id", 0, self.config["vocab_size"] - 1)
+        self.encoder = TextEncoder(meta.get("edgebert.tokenizer", ""), self.max_length)
+        self.threads = resolve_threads(threads)
+        self.executor = Executor(graph, model_file.tensors, backend=backend)
+        self.dim = self.config["hidden_size"]
+
+    def __repr__(self) -> str:
+        return (f"edgebert.Model({self.file.path}, layers={self.config['num_layers']}, dim={self.dim}, "
+                f"weights={self.quantization['weights']}, threads={self.threads})")
+
+    # ---- token ids -> hidden states ------------------------------------------
+    def run(self, input_ids, attention_mask, token_type_ids=None) -> np.ndarray:
+        """(B, T) ids and mask -> last_hidden_state (B, T, H) float32, as transformers returns it.
+
+        Masked positions are never computed; their rows are zero. Positions
+        are the column indices, as transformers' default ``position_ids``.
+        """
+        ids, mask, types = self._check_run_inputs(input_ids, attention_mask, token_type_ids)
+        B, T = ids.shape
+        rows, cols = np.nonzero(mask)  # row-major: packed order is sequence by sequence
+        offsets = np.zeros(B + 1, dtype=np.int64)
+        np.cumsum(mask.sum(axis=1), out=offsets[1:])
+        hidden = self._forward(ids[rows, cols], types[rows, cols], cols.astype(np.int32), offsets)
+        out = np.zeros((B, T, self.dim), dtype=np.float32)
+        out[rows, cols] = hidden
+        return out
+
+    def _check_run_inputs(self, input_ids, attention_mask, token_type_ids):
+        ids = _int_array("input_ids", input_ids)
+        if ids.ndim != 2 or ids.shape[0] < 1 or ids.shape[1] < 1:
+            raise InputError(f"input_ids must have shape (batch, tokens), got {ids.shape}")
+        mask = _int_array("attention_mask", attention_mask)
+        types = np.zeros_like(ids) if token_type_ids is None else _int_array("token_type_ids", token_type_ids)
+        for name, arr in (("attention_mask", mask), ("token_type_ids", types)):
+            if arr.shape != ids.shape:
+                raise InputError(f"{name} has shape {arr.shape}, input_ids has {ids.shape}")
+        if ids.shape[1] > self.config["max_position_embeddings"]:
+            raise InputError(f"{ids.shape[1]} tokens per sequence exceed the model's "
+                             f"{self.config['max_position_embeddings']} positions")
+        _check_range("input_ids", ids, self.config["vocab_size"])
+        _check_range("token_type_ids", types, self.config["type_vocab_size"])
+        _check_range("attention_mask", mask, 2)
+        empty = np.flatnonzero(mask.sum(axis=1) == 0)
+        if empty.size:
+            raise InputError(f"attention_mask of sequence {int(empty[0])} has no 1: nothing to attend to")
+        return ids.astype(np.int32), mask.astype(bool), types.astype(np.int32)
+
+    def _forward(self, ids, types, positions, offsets) -> np.ndarray:
+        """Packed (T,) inputs -> packed (T, H) last hidden state (a fresh array)."""
+        apply_threads(self.threads)
+        out = self.executor.run(np.ascontiguousarray(ids, dtype=np.int32),
+                                np.ascontiguousarray(types, dtype=np.int32),
+                                np.ascontiguousarray(positions, dtype=np.int32),
+                                np.ascontiguousarray(offsets, dtype=np.int64))
+        return out["last_hidden_state"].copy()
+
+    # ---- texts -> sentence embeddings ----------------------------------------
+    def tokenize(self, texts: Sequence, truncate: bool = True, first_index: int = 0):
+        return self.encoder.encode([as_text(t, first_index + i) for i, t in enumerate(texts)],
+                                   first_index=first_index, truncate=truncate)
+
+    def embed(self, texts: Iterable, batch_size: int = 32, truncate: bool = True) -> np.ndarray:
+        """Texts -> (n, dim) float32 sentence embeddings, pooled (and normalised) as the source model."""
+        if isinstance(texts, (str, bytes)):
+            raise InputError("embed() takes a list of texts; wrap a single text in a list")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        parts, done = [], 0
+        for chunk in chunks(texts, TOKENIZE_CHUNK):
+            parts.append(self._embed_encoded(self.tokenize(chunk, truncate, done), batch_size))
+            done += len(chunk)
+        if not parts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _embed_encoded(self, encoded: list, batch_size: int) -> np.ndarray:
+        out = np.empty((len(encoded), self.dim), dtype=np.float32)
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))  # similar lengths together
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            lengths = np.array([len(encoded[i][0]) for i in batch], dtype=np.int64)
+            offsets = np.concatenate([[0], np.cumsum(lengths)])
+            ids = np.concatenate([encoded[i][0] for i in batch]).astype(np.int32)
+            types = np.concatenate([encoded[i][1] for i in batch]).astype(np.int32)
+            positions = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
+            hidden = self._forward(ids, types, positions, offsets)
+            for j, i in enumerate(batch):
+                out[i] = self._pool(hidden[offsets[j]:offsets[j + 1]])
+        return out
+
+    def _pool(self, rows: np.ndarray) -> np.ndarray:
+        """One sequence's (L, H) hidden states -> (H,) embedding."""
+        mode = self.pooling["mode"]
+        if mode == "mean":
+            v = rows.mean(axis=0, dtype=np.float64).astype(np.float32)
+        elif mode == "cls":
+            v = rows[0].copy()
+        else:
+            v = rows.max(axis=0)
+        if self.pooling.get("normalize"):
+            v /= max(float(np.linalg.norm(v)), 1e-12)  # as torch.nn.functional.normalize
+        return v
+
+    def info(self) -> dict:
+        return {"path": str(self.file.path), "config": self.config, "quantization": self.quantization,
+                "pooling": self.pooling, "max_length": self.max_length,
+                "report": json.loads(self.file.metadata.get("edgebert.report", "{}"))}
+
+
+def _int_array(name: str, value) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype == bool and name == "attention_mask":
+        return arr.astype(np.int32)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"{name} must hold integers, got dtype {arr.dtype}")
+    return arr
+
+
+def _check_range(name: str, arr: np.ndarray, upper: int) -> None:
+    if arr.size and (arr.min() < 0 or arr.max() >= upper):
+        bad = int(arr.min()) if arr.min() < 0 else int(arr.max())
+        raise InputError(f"{name} holds {bad}, outside 0..{upper - 1}")
+
+
+def _bounded_int(cfg: dict, key: str, low: int, high: int) -> int:
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidModelFile(f"tokenizer_config {key}={value!r} is outside {low}..{high}")
+    return value

@@ -1,0 +1,1 @@
+"""edgebert runtime: graph executor and kernels."""

@@ -1,0 +1,150 @@
+"""Runs a graph (docs/format.md) over packed activations with kernels chosen per op.
+
+Two backends: ``"numba"`` (the fast kernels) and ``"numpy"`` (the references;
+with a float32 file this is the FP32 baseline). Weights are prepared once at
+load (int8 weights packed for the GEMM); activation buffers are allocated per
+row capacity and reused, so a steady stream of batches allocates nothing here.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from edgebert.errors import InvalidModelFile
+
+from . import reference as ref
+
+BACKENDS = ("numba", "numpy")
+
+
+class Executor:
+    def __init__(self, graph: dict, tensors: dict[str, np.ndarray], backend: str = "numba"):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend {backend!r} is not one of {BACKENDS}")
+        self.backend = backend
+        self.tensors = tensors
+        self.outputs = list(graph["outputs"])
+        self.width: dict[str, int] = {}  # value name -> row width D
+        self.steps: list[Callable[[dict], None]] = [self._bind(n) for n in graph["nodes"]]
+        self.capacity = 0
+        self.buffers: dict[str, np.ndarray] = {}
+
+    # ---- binding: one closure per node, over prepared weights -------------
+    def _bind(self, node: dict) -> Callable[[dict], None]:
+        op = node["op"]
+        binder = getattr(self, f"_bind_{op}", None)
+        if binder is None:
+            raise InvalidModelFile(f"graph op {op!r} is not supported by this runtime")
+        return binder(node)
+
+    def _t(self, name: str) -> np.ndarray:
+        try:
+            return self.tensors[name]
+        except KeyError:
+            raise InvalidModelFile(f"graph references missing tensor {name!r}") from None
+
+    def _bind_embed(self, node):
+        p, eps = node["params"], float(node["attrs"]["eps"])
+        word = self._t(p["word"] + ".weight")
+        scale = self.tensors.get(p["word"] + ".scale")
+        pos, typ = self._t(p["position"] + ".weight"), self._t(p["token_type"] + ".weight")
+        g, b = self._t(p["norm"] + ".weight"), self._t(p["norm"] + ".bias")
+        (out_name,) = node["outputs"]
+        self.width[out_name] = word.shape[1]
+        if self.backend == "numpy":
+            def step(v):
+                v[out_name] = ref.embed_ref(v["input_ids"], v["token_type_ids"], v["position_ids"],
+                                            word, scale, pos, typ, g, b, eps)
+            return step
+        from .kernels.norm import embed
+        scale = scale if scale is not None else np.ones(word.shape[0], dtype=np.float32)
+
+        def step(v):
+            out = self._buffer(out_name, len(v["input_ids"]))
+            embed(v["input_ids"], v["token_type_ids"], v["position_ids"], word, scale, pos, typ, g, b, eps, out)
+            v[out_name] = out
+        return step
+
+    def _bind_linear(self, node):
+        prefix, act = node["params"]["linear"], node["attrs"].get("activation", "none")
+        if act not in ("none", "gelu"):
+            raise InvalidModelFile(f"linear {prefix}: activation {act!r} is not supported")
+        w, bias = self._t(prefix + ".weight"), self._t(prefix + ".bias")
+        scale = self.tensors.get(prefix + ".scale")
+        (x_name,), (out_name,) = node["inputs"], node["outputs"]
+        self.width[out_name] = w.shape[0]
+        if w.dtype == np.float32:
+            def step(v):
+                v[out_name] = ref.linear_f32_ref(v[x_name], w, bias, act)
+            return step
+        if self.backend == "numpy":
+            from .kernels.gemm_ref import qlinear_ref
+
+            def step(v):
+                v[out_name] = qlinear_ref(v[x_name], w, scale, bias, act)
+            return step
+        from .kernels import gemm
+        packed = gemm.pack_linear(w, scale, bias)
+
+        def step(v):
+            x = v[x_name]
+            v[out_name] = gemm.qlinear(x, packed, out=self._buffer(out_name, x.shape[0]), activation=act)
+        return step
+
+    def _bind_attention(self, node):
+        heads = int(node["attrs"]["num_heads"])
+        (qkv_name, off_name), (out_name,) = node["inputs"], node["outputs"]
+        self.width[out_name] = self.width[qkv_name] // 3
+        if self.backend == "numpy":
+            def step(v):
+                v[out_name] = ref.attention_ref(v[qkv_name], v[off_name], heads)
+            return step
+        from .kernels.attention import attention
+
+        def step(v):
+            qkv = v[qkv_name]
+            out = self._buffer(out_name, qkv.shape[0])
+            attention(qkv, v[off_name], heads, out)
+            v[out_name] = out
+        return step
+
+    def _bind_add_norm(self, node):
+        p, eps = node["params"]["norm"], float(node["attrs"]["eps"])
+        g, b = self._t(p + ".weight"), self._t(p + ".bias")
+        (x_name, r_name), (out_name,) = node["inputs"], node["outputs"]
+        self.width[out_name] = self.width[x_name]
+        if self.backend == "numpy":
+            def step(v):
+                v[out_name] = ref.add_norm_ref(v[x_name], v[r_name], g, b, eps)
+            return step
+        from .kernels.norm import add_norm
+
+        def step(v):
+            x = v[x_name]
+            out = self._buffer(out_name, x.shape[0])
+            add_norm(x, v[r_name], g, b, eps, out)
+            v[out_name] = out
+        return step
+
+    # ---- running ----------------------------------------------------------
+    def _buffer(self, name: str, rows: int) -> np.ndarray:
+        """A reusable (rows, D) view; buffers grow to the largest batch seen."""
+        if rows > self.capacity:
+            self.capacity = max(rows, 2 * self.capacity)
+            self.buffers = {}
+        buf = self.buffers.get(name)
+        if buf is None:
+            buf = self.buffers[name] = np.empty((self.capacity, self.width[name]), dtype=np.float32)
+        return buf[:rows]
+
+    def run(self, input_ids, token_type_ids, position_ids, seq_offsets) -> dict[str, np.ndarray]:
+        """Packed int32 inputs (T,), (T,), (T,), (B+1,) -> the graph outputs, (T, D) each.
+
+        Returned arrays are views of reused buffers: copy before the next call.
+        """
+        values = {"input_ids": input_ids, "token_type_ids": token_type_ids,
+                  "position_ids": position_ids, "seq_offsets": seq_offsets}
+        for step in self.steps:
+            step(values)
+        return {name: values[name] for name in self.outputs}

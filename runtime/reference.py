@@ -1,0 +1,66 @@
+"""Plain NumPy references of every op, over packed activations (T, D).
+
+Slow and obvious on purpose: the fast Numba kernels are tested against these,
+and with float32 weights this path is the FP32 baseline (it needs no torch).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+F32 = np.float32
+
+
+def layernorm_ref(x: NDArray, gamma: NDArray, beta: NDArray, eps: float) -> NDArray:
+    """Row-wise LayerNorm; statistics in float64 (as the fast kernel does)."""
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=1, keepdims=True)
+    var = ((x64 - mean) ** 2).mean(axis=1, keepdims=True)
+    return ((x64 - mean) / np.sqrt(var + eps) * gamma + beta).astype(F32)
+
+
+def add_norm_ref(x: NDArray, residual: NDArray, gamma: NDArray, beta: NDArray, eps: float) -> NDArray:
+    return layernorm_ref(x.astype(F32) + residual.astype(F32), gamma, beta, eps)
+
+
+def embed_ref(ids, type_ids, position_ids, word, word_scale, position, token_type, gamma, beta, eps):
+    """Sum of word (int8 rows dequantized, or float32), position and type rows, then LayerNorm."""
+    rows = word[ids].astype(F32)
+    if word_scale is not None:
+        rows = rows * word_scale[ids][:, None]
+    return layernorm_ref(rows + position[position_ids] + token_type[type_ids], gamma, beta, eps)
+
+
+def gelu_ref(y: NDArray) -> NDArray:
+    """Exact (erf) GELU, as BERT's ``hidden_act="gelu"``."""
+    erf = np.vectorize(math.erf, otypes=[np.float64])
+    y64 = y.astype(np.float64)
+    return (0.5 * y64 * (1.0 + erf(y64 / math.sqrt(2.0)))).astype(F32)
+
+
+def linear_f32_ref(x: NDArray, w: NDArray, bias: NDArray, activation: str) -> NDArray:
+    """x (T, K) @ w (N, K).T + bias -> (T, N), float32 weights."""
+    y = (x @ w.T + bias).astype(F32)
+    return gelu_ref(y) if activation == "gelu" else y
+
+
+def attention_ref(qkv: NDArray, seq_offsets: NDArray, num_heads: int) -> NDArray:
+    """Softmax(QK^T / sqrt(d)) V per sequence and head; sequences never see each other."""
+    T, H3 = qkv.shape
+    H = H3 // 3
+    d = H // num_heads
+    out = np.zeros((T, H), dtype=F32)
+    for b in range(len(seq_offsets) - 1):
+        s, e = int(seq_offsets[b]), int(seq_offsets[b + 1])
+        q = qkv[s:e, :H].reshape(e - s, num_heads, d).transpose(1, 0, 2)  # (nh, L, d)
+        k = qkv[s:e, H:2 * H].reshape(e - s, num_heads, d).transpose(1, 0, 2)
+        v = qkv[s:e, 2 * H:].reshape(e - s, num_heads, d).transpose(1, 0, 2)
+        scores = (q @ k.transpose(0, 2, 1)).astype(np.float64) / math.sqrt(d)  # (nh, L, L)
+        scores -= scores.max(axis=2, keepdims=True)
+        p = np.exp(scores)
+        p /= p.sum(axis=2, keepdims=True)
+        ctx = p @ v.astype(np.float64)  # (nh, L, d)
+        out[s:e] = ctx.transpose(1, 0, 2).reshape(e - s, H)
+    return out
