@@ -165,9 +165,10 @@ def _int_array(name: str, value) -> np.ndarray:
 
 
 def _check_range(name: str, arr: np.ndarray, upper: int) -> None:
-    if arr.size and (arr.min() < 0 or arr.max() >= upper):
-        bad = int(arr.min()) if arr.min() < 0 else int(arr.max())
-        raise InputError(f"{name} holds {bad}, outside 0..{upper - 1}")
+    bad = np.argwhere((arr < 0) | (arr >= upper))
+    if bad.size:
+        where = tuple(int(i) for i in bad[0])
+        raise InputError(f"{name}{list(where)} = {int(arr[where])} is outside 0..{upper - 1}")
 
 
 def _bounded_int(cfg: dict, key: str, low: int, high: int) -> int:

