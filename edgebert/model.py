@@ -41,7 +41,7 @@ class Model:
         self.pooling = model_file.json("edgebert.pooling")
         tok_cfg = model_file.json("edgebert.tokenizer_config")
         graph = model_file.json("edgebert.graph")
-        validate_graph(graph, {k: v.shape for k, v in model_file.tensors.items()}, self.config)
+        validate_graph(graph, model_file.tensors, self.config)
         if self.pooling.get("mode") not in POOLING_MODES:
             raise InvalidModelFile(f"{model_file.path}: pooling mode {self.pooling.get('mode')!r} "
                                    f"is not one of {POOLING_MODES}")
