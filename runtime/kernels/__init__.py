@@ -1,0 +1,1 @@
+"""Int8 linear-layer kernels (quantize + GEMM + dequant fused), one per CPU path."""

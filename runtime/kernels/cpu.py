@@ -1,0 +1,65 @@
+"""Which int8 kernel path this CPU can run, detected once.
+
+An explicit x86 intrinsic compiled for a CPU that lacks it aborts the whole
+process, so the path is chosen here, from LLVM's view of the host, before
+any kernel is compiled. ``EDGEBERT_KERNEL`` = auto|portable|avx2|avx512vnni
+forces a path; forcing one the CPU lacks is refused.
+"""
+
+import functools
+import os
+import platform
+
+ENV_VAR = "EDGEBERT_KERNEL"
+# Kernel paths, best first. "neon_dot" is reported but runs the portable
+# kernels (LLVM emits sdot from them); it is never forced by name.
+_NEEDS = {
+    "avx512vnni": ("avx512f", "avx512bw", "avx512vnni"),
+    "avx2": ("avx2",),
+}
+CHOICES = ("auto", "portable", "avx2", "avx512vnni")
+
+
+@functools.lru_cache(maxsize=1)
+def host_features():
+    """Frozenset of the CPU features LLVM sees on this host."""
+    import llvmlite.binding as llb
+
+    return frozenset(k for k, on in llb.get_host_cpu_features().items() if on)
+
+
+@functools.lru_cache(maxsize=1)
+def detected_path():
+    """Best path the hardware supports: avx512vnni, avx2, neon_dot or portable."""
+    feats = host_features()
+    machine = platform.machine().lower()
+    if machine in ("x86_64", "amd64"):
+        for path, needs in _NEEDS.items():
+            if all(f in feats for f in needs):
+                return path
+    elif machine in ("aarch64", "arm64") and "dotprod" in feats:
+        return "neon_dot"
+    return "portable"
+
+
+def available_paths():
+    """Kernel paths (names usable with ``EDGEBERT_KERNEL``) this CPU can run."""
+    best = detected_path()
+    order = ("avx512vnni", "avx2")
+    runnable = order[order.index(best):] if best in order else ()
+    return tuple(runnable) + ("portable",)
+
+
+def kernel_path(requested=None):
+    """Path to use: ``requested``, else ``$EDGEBERT_KERNEL``, else the best one."""
+    req = (requested if requested is not None else os.environ.get(ENV_VAR, "auto")).strip().lower()
+    if req not in CHOICES:
+        raise ValueError(f"{ENV_VAR}={req!r} is not one of {', '.join(CHOICES)}")
+    if req == "auto":
+        return available_paths()[0]
+    if req not in available_paths():
+        raise ValueError(
+            f"kernel path {req!r} was requested ({ENV_VAR}) but this CPU "
+            f"({detected_path()}) cannot run it; it can run {', '.join(available_paths())}"
+        )
+    return req

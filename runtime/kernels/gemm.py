@@ -1,0 +1,187 @@
+"""Int8 linear layer: public API, validation and dispatch to a CPU path.
+
+    packed = pack_linear(qw, scale, bias)        # once per layer
+    y = qlinear(x, packed, activation="gelu")    # x (M, K) f32 -> y (M, N) f32
+
+Semantics (every path, bit for bit on the integer part):
+per-row symmetric activation quantization q = clip(rint(x * 127/amax)),
+sa = amax/127; acc = q @ qw.T in exact int32;
+y = float32(acc) * (sa[m] * scale[n]) + bias[n]; optional erf GELU within
+``GELU_MAX_ERR``. The path's module is imported (so its intrinsics compiled)
+only when selected: see ``cpu.py``.
+"""
+
+import importlib
+import threading
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from ...errors import InputError
+from . import cpu
+from .gemm_portable import GELU_MAX_ERR, quantize_all
+
+__all__ = ["PackedLinear", "pack_linear", "qlinear", "quantize_rows", "GELU_MAX_ERR"]
+
+_MODULES = {"avx512vnni": "gemm_vnni", "avx2": "gemm_avx2", "portable": "gemm_portable"}
+_ACTIVATIONS = ("none", "gelu")
+_MAX_K = (2**31 - 1) // (127 * 127)  # 133,143: int32 accumulation stays exact
+
+
+def _path_module(path):
+    """Import the kernels of ``path`` (validated against this CPU first)."""
+    path = cpu.kernel_path(path)
+    return path, importlib.import_module(f".{_MODULES[path]}", __package__)
+
+
+@dataclass(frozen=True, eq=False)
+class PackedLinear:
+    """Weights packed once for one kernel path; N, K are the original sizes."""
+
+    path: str
+    N: int
+    K: int
+    Kp: int  # K padded to the path's k-group
+    w: np.ndarray  # packed int8 weights, layout private to the path
+    corr: np.ndarray  # (Np,) int32 zero-point correction (128*colsum or 0)
+    scale: np.ndarray  # (N,) float32 per output row
+    bias: np.ndarray  # (N,) float32
+    kernels: object = field(repr=False)  # the path's module
+
+
+def _check_vector(name, v, n):
+    if not isinstance(v, np.ndarray) or v.dtype != np.float32:
+        raise InputError(f"{name} must be a float32 numpy array, got {getattr(v, 'dtype', type(v).__name__)}")
+    if v.shape != (n,):
+        raise InputError(f"{name} must have shape ({n},) to match qw's N, got {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise InputError(f"{name} contains NaN or Inf")
+    return np.ascontiguousarray(v)
+
+
+def pack_linear(qw, scale, bias=None, path=None):
+    """Validate int8 weights qw (N, K), scale (N,), bias (N,)|None and pack them.
+
+    ``path`` forces a kernel path (default: ``EDGEBERT_KERNEL`` or the best
+    this CPU runs).
+    """
+    if not isinstance(qw, np.ndarray) or qw.dtype != np.int8:
+        raise InputError(f"qw must be an int8 numpy array, got {getattr(qw, 'dtype', type(qw).__name__)}")
+    if qw.ndim != 2 or 0 in qw.shape:
+        raise InputError(f"qw must be a non-empty 2-D array (N, K), got shape {qw.shape}")
+    if not qw.flags.c_contiguous:
+        raise InputError("qw must be C-contiguous")
+    if qw.min() < -127:
+        raise InputError("qw must lie in [-127, 127] (symmetric int8); found -128")
+    N, K = qw.shape
+    if K > _MAX_K:
+        raise InputError(f"K={K} exceeds {_MAX_K}: 127*127*K could overflow the int32 accumulators")
+    scale = _check_vector("scale", scale, N)
+    bias = np.zeros(N, np.float32) if bias is None else _check_vector("bias", bias, N)
+    path, mod = _path_module(path)
+    w, corr, Kp = mod.pack(qw)
+    return PackedLinear(path, N, K, Kp, w, corr, scale.copy(), bias.copy(), mod)
+
+
+_tls = threading.local()
+
+
+def _dynamic(kernel, *args):
+    """Run a parallel kernel with dynamic scheduling (chunks of 1 tile).
+
+    With a static split, one core busy with another process stalls the whole
+    call (measured on 2 shared cores). Each tile is still computed entirely by
+    one thread, so results do not depend on the schedule.
+    """
+    old = numba.get_parallel_chunksize()
+    numba.set_parallel_chunksize(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_parallel_chunksize(old)
+
+
+def _scratch(dtype, n_bytes, M):
+    """Thread-local reusable (quantized rows, row scales): no allocation per call."""
+    buf = getattr(_tls, "buf", None)
+    if buf is None or buf[0].size < n_bytes or buf[1].size < M:
+        buf = (np.empty(max(n_bytes, 64), np.uint8), np.empty(max(M, 1), np.float32))
+        _tls.buf = buf
+    return buf[0][:n_bytes].view(dtype), buf[1][:M]
+
+
+def _check_x(x, K):
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+        raise InputError(f"x must be a float32 numpy array, got {getattr(x, 'dtype', type(x).__name__)}")
+    if x.ndim != 2 or x.shape[1] != K:
+        raise InputError(f"x must have shape (M, {K}), got {x.shape}")
+    if not x.flags.c_contiguous:
+        raise InputError("x must be C-contiguous (use np.ascontiguousarray)")
+
+
+def _check_out(out, shape):
+    if not isinstance(out, np.ndarray) or out.dtype != np.float32:
+        raise InputError(f"out must be a float32 numpy array, got {getattr(out, 'dtype', type(out).__name__)}")
+    if out.shape != shape:
+        raise InputError(f"out must have shape {shape}, got {out.shape}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise InputError("out must be C-contiguous and writeable")
+
+
+def qlinear(x, packed, out=None, activation="none"):
+    """y = dequant(quant(x) @ qw.T) + bias, optionally GELU; x (M, K) -> out (M, N)."""
+    if not isinstance(packed, PackedLinear):
+        raise InputError(f"packed must come from pack_linear, got {type(packed).__name__}")
+    if activation not in _ACTIVATIONS:
+        raise InputError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+    _check_x(x, packed.K)
+    M = x.shape[0]
+    if out is None:
+        out = np.empty((M, packed.N), np.float32)
+    else:
+        _check_out(out, (M, packed.N))
+        if np.may_share_memory(x, out):
+            raise InputError("out must not overlap x")
+    if M == 0:
+        return out
+    mod = packed.kernels
+    mp = -(-M // mod.MR) * mod.MR
+    xq, sa = _scratch(mod.SCRATCH_DTYPE, mp * packed.Kp * np.dtype(mod.SCRATCH_DTYPE).itemsize, M)
+    bad = _dynamic(
+        mod.qlinear_kernel, x, packed.w, packed.corr, packed.scale, packed.bias, out, xq, sa, packed.Kp, activation == "gelu"
+    )
+    if bad:
+        raise InputError(f"x has NaN or Inf in {bad} of its {M} rows")
+    return out
+
+
+def quantize_rows(x):
+    """Fast per-row symmetric int8 quantization: x (M, K) f32 -> (q int8 (M, K), sa (M,) f32)."""
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 2:
+        raise InputError(f"x must be a 2-D float32 numpy array, got {getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}")
+    x = np.ascontiguousarray(x)
+    M, K = x.shape
+    q = np.empty((M, K), np.int8)
+    sa = np.empty(M, np.float32)
+    if M and K and quantize_all(x, q.reshape(-1), sa, 0, K):
+        raise InputError("x contains NaN or Inf")
+    if K == 0:
+        sa[:] = 1
+    return q, sa
+
+
+def _prepare_rows(q, packed):
+    """int8 rows q (M, K) -> the path's activation scratch for ``_gemm_i32``."""
+    mod = packed.kernels
+    M, K = q.shape
+    mp = -(-M // mod.MR) * mod.MR
+    xq = np.full((mp, packed.Kp), mod.SHIFT, np.int16).astype(mod.SCRATCH_DTYPE)
+    xq[:M, :K] = (q.astype(np.int16) + mod.SHIFT).astype(mod.SCRATCH_DTYPE)
+    return xq.reshape(-1)
+
+
+def _gemm_i32(xq, packed, out):
+    """Pure int8 GEMM on prepared rows -> out (M, N) int32 (benchmarks, tests)."""
+    _dynamic(packed.kernels.gemm_i32_kernel, xq, packed.w, packed.corr, out, packed.Kp)
+    return out

@@ -1,0 +1,137 @@
+"""AVX2 int8 linear kernels (no VNNI): explicit ``vpmaddwd`` over a 4x16 tile.
+
+Import (and so compile) this module only on a CPU with AVX2.
+
+``vpmaddubsw`` (u8 x s8 -> saturating i16) would overflow on 127*127*2, so
+both operands are sign-extended to int16 and multiplied with ``vpmaddwd``
+(i16 x i16, adjacent pairs summed into i32), which cannot saturate here:
+|pair sum| <= 2*127*127. Activations are stored as int16 q (no zero-point,
+no correction). Weights are packed ``[Np/8][Kp/2][8][2]`` int16: one 32-byte
+vector holds 2 consecutive k of 8 columns. The 4x16 tile keeps 8 ymm
+accumulators + 2 weight vectors + 1 broadcast within the 16 AVX2 registers.
+"""
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange
+from numba.extending import intrinsic
+
+from .gemm_portable import JIT_OPTS, finish_row, quantize_all
+from .simd import I32X8, declare_intrinsic, make_ops
+
+MR = 4  # rows per register tile
+NR = 16  # columns per register tile (2 ymm of 8 int32)
+KG = 2  # k per vpmaddwd pair
+SHIFT = 0  # activations are plain int16 q
+SCRATCH_DTYPE = np.int16
+
+vzero, vload, vbcast32, vstore_acc, vlane = make_ops(I32X8)
+_V8 = ir.VectorType(ir.IntType(32), 8)
+_V16H = ir.VectorType(ir.IntType(16), 16)
+
+
+@intrinsic
+def madd(typingctx, acc, a, b):
+    """acc + (pairwise i16 a*b summed to i32), per int32 lane."""
+
+    def codegen(context, builder, sig, args):
+        fn = declare_intrinsic(builder, "llvm.x86.avx2.pmadd.wd", _V8, [_V16H, _V16H])
+        prod = builder.call(fn, [builder.bitcast(args[1], _V16H), builder.bitcast(args[2], _V16H)])
+        return builder.add(args[0], prod)
+
+    return I32X8(I32X8, I32X8, I32X8), codegen
+
+
+def pack(qw):
+    """(N, K) int8 -> (flat packed int16 weights, zeros (Np,) int32, Kp)."""
+    N, K = qw.shape
+    Kp = -(-K // KG) * KG
+    Np = -(-N // NR) * NR
+    w = np.zeros((Np, Kp), np.int16)
+    w[:N, :K] = qw
+    # (Np, Kp) -> [Np/8][Kp/2][8][2]
+    packed = w.reshape(Np // 8, 8, Kp // KG, KG).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(packed).reshape(-1), np.zeros(Np, np.int32), Kp
+
+
+@njit(**JIT_OPTS)
+def _store_row(out, m, N, n0, corr, c0, c1):
+    """out[m, n0:n0+16] = acc (as out's dtype), ragged at the N edge."""
+    base = m * N + n0
+    if n0 + NR <= N:
+        vstore_acc(out, base, c0, corr, n0)
+        vstore_acc(out, base + 8, c1, corr, n0 + 8)
+    else:
+        for j in range(N - n0):
+            c = c0 if j < 8 else c1
+            out[base + j] = np.int32(vlane(c, j % 8) - corr[n0 + j])
+
+
+@njit(**JIT_OPTS)
+def _tile(xq, Kp, m0, wp, nt, out, M, N, corr):
+    """Rows m0..m0+4 x cols nt*16..+16 in registers, then store.
+
+    xq (Mp*Kp,) int16 rows; wp flat packed int16 weights; out (M*N,) flat.
+    """
+    bstride = Kp * 8  # int16 elements per 8-column block
+    wb = nt * 2 * bstride
+    a0 = m0 * Kp
+    a1, a2, a3 = a0 + Kp, a0 + 2 * Kp, a0 + 3 * Kp
+    c00 = c01 = c10 = c11 = vzero()
+    c20 = c21 = c30 = c31 = vzero()
+    for k in range(0, Kp, KG):
+        w = wb + k * 8
+        b0 = vload(wp, w)
+        b1 = vload(wp, w + bstride)
+        x = vbcast32(xq, a0 + k)
+        c00, c01 = madd(c00, x, b0), madd(c01, x, b1)
+        x = vbcast32(xq, a1 + k)
+        c10, c11 = madd(c10, x, b0), madd(c11, x, b1)
+        x = vbcast32(xq, a2 + k)
+        c20, c21 = madd(c20, x, b0), madd(c21, x, b1)
+        x = vbcast32(xq, a3 + k)
+        c30, c31 = madd(c30, x, b0), madd(c31, x, b1)
+    n0 = nt * NR
+    _store_row(out, m0, N, n0, corr, c00, c01)
+    if m0 + 1 < M:
+        _store_row(out, m0 + 1, N, n0, corr, c10, c11)
+    if m0 + 2 < M:
+        _store_row(out, m0 + 2, N, n0, corr, c20, c21)
+    if m0 + 3 < M:
+        _store_row(out, m0 + 3, N, n0, corr, c30, c31)
+
+
+@njit(parallel=True, **JIT_OPTS)
+def qlinear_kernel(x, wp, corr, sw, bias, out, xq, sa, Kp, gelu):
+    """Fused quantize + GEMM + dequant (+GELU). x (M, K) f32 -> out (M, N) f32.
+
+    xq: int16 scratch (>= ceil(M/4)*4*Kp,); sa: f32 scratch (>= M,). Returns
+    the number of rows with NaN/Inf (their output is garbage).
+    """
+    M = x.shape[0]
+    N = out.shape[1]
+    bad = quantize_all(x, xq, sa, SHIFT, Kp)
+    outf = out.reshape(-1)
+    n_mt = (M + MR - 1) // MR
+    n_nt = (N + NR - 1) // NR
+    # Tile t -> (nt, mt), mt fastest: each thread's contiguous chunk reuses a
+    # weight panel; even M=1 gives each thread some column tiles.
+    for t in prange(n_mt * n_nt):
+        nt, mt = t // n_mt, t % n_mt
+        m0, n0 = mt * MR, nt * NR
+        _tile(xq, Kp, m0, wp, nt, outf, M, N, corr)
+        for m in range(m0, min(m0 + MR, M)):
+            finish_row(out, m, n0, min(n0 + NR, N), sa[m], sw, bias, gelu)
+    return bad
+
+
+@njit(parallel=True, **JIT_OPTS)
+def gemm_i32_kernel(xq, wp, corr, out, Kp):
+    """Pure int8 GEMM: int16 rows xq (>= ceil(M/4)*4*Kp,) x packed w -> out (M, N) int32."""
+    M, N = out.shape
+    outf = out.reshape(-1)
+    n_mt = (M + MR - 1) // MR
+    n_nt = (N + NR - 1) // NR
+    for t in prange(n_mt * n_nt):
+        nt, mt = t // n_mt, t % n_mt
+        _tile(xq, Kp, mt * MR, wp, nt, outf, M, N, corr)

@@ -1,0 +1,227 @@
+"""Every int8 linear path this CPU runs, against the NumPy references."""
+
+import numba
+import numpy as np
+import pytest
+
+from edgebert.runtime.kernels import cpu, gemm, gemm_portable
+from edgebert.runtime.kernels.gemm_ref import (
+    gelu_ref,
+    gemm_i32_ref,
+    qlinear_ref,
+    quantize_rows_ref,
+)
+
+PATHS = cpu.available_paths()
+
+# The integer part (q, acc) is compared exactly. The dequant is the same
+# float32 multiply-add, in the same order, as the reference, so on x86 it is
+# bitwise equal; a backend may still contract it into an FMA (aarch64),
+# which differs by one rounding of the product: 2 float32 ulps of
+# |acc * s| + |bias| covers that and nothing else.
+DEQUANT_RTOL = 2 * float(np.finfo(np.float32).eps)
+
+SHAPES = [  # (M, K, N): odd sizes hit every padded/ragged edge
+    (1, 7, 5),
+    (3, 33, 17),
+    (4, 64, 64),
+    (5, 1, 1),
+    (2, 385, 130),
+    (513, 385, 1153),
+]
+
+
+def _weights(rng, N, K):
+    qw = rng.integers(-127, 128, size=(N, K), dtype=np.int8)
+    scale = rng.uniform(1e-3, 2e-2, N).astype(np.float32)
+    bias = rng.normal(0, 1, N).astype(np.float32)
+    return qw, scale, bias
+
+
+def _assert_close(y, x, qw, scale, bias, activation):
+    """y vs the reference: exact integer part, named float tolerances."""
+    ref = qlinear_ref(x, qw, scale, bias, activation)
+    q, sa = quantize_rows_ref(x)
+    lin = gemm_i32_ref(q, qw).astype(np.float32) * (sa[:, None] * scale[None, :])
+    if activation == "gelu":
+        y_lin = qlinear_ref(x, qw, scale, bias, "none").astype(np.float64)
+        tol = gemm_portable.GELU_MAX_ERR * np.maximum(1.0, np.abs(y_lin))
+        tol += DEQUANT_RTOL * (np.abs(lin) + np.abs(bias))  # GELU slope <= 1.13
+    else:
+        tol = DEQUANT_RTOL * (np.abs(lin) + np.abs(bias))
+    err = np.abs(y.astype(np.float64) - ref)
+    worst = np.unravel_index(np.argmax(err - tol), err.shape)
+    assert np.all(err <= tol), f"worst at {worst}: got {y[worst]}, want {ref[worst]}"
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("activation", ["none", "gelu"])
+def test_matches_reference(path, shape, activation):
+    M, K, N = shape
+    rng = np.random.default_rng(M * 1000 + K + N)
+    qw, scale, bias = _weights(rng, N, K)
+    x = rng.normal(0, 3, (M, K)).astype(np.float32)
+    packed = gemm.pack_linear(qw, scale, bias, path=path)
+    y = gemm.qlinear(x, packed, activation=activation)
+    _assert_close(y, x, qw, scale, bias, activation)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_integer_gemm_exact(path):
+    """Pure int32 GEMM, extreme weights included: no saturation anywhere."""
+    rng = np.random.default_rng(1)
+    M, K, N = 7, 1541, 67
+    qw = rng.choice(np.array([-127, 127], np.int8), size=(N, K))
+    qw[0] = 127
+    qw[1] = -127
+    q = rng.choice(np.array([-127, 127, 0, 1], np.int8), size=(M, K))
+    q[0] = 127
+    q[1] = -127
+    packed = gemm.pack_linear(qw, np.ones(N, np.float32), path=path)
+    out = np.empty((M, N), np.int32)
+    gemm._gemm_i32(gemm._prepare_rows(q, packed), packed, out)
+    np.testing.assert_array_equal(out, gemm_i32_ref(q, qw))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("activation", ["none", "gelu"])
+def test_extreme_values(path, activation):
+    rng = np.random.default_rng(2)
+    M, K, N = 9, 97, 33
+    qw = np.where(rng.random((N, K)) < 0.5, -127, 127).astype(np.int8)
+    scale = np.full(N, 0.05, np.float32)
+    bias = rng.normal(0, 1, N).astype(np.float32)
+    x = rng.normal(0, 1, (M, K)).astype(np.float32)
+    x[0] = 0.0  # zero row -> bias only
+    x[1, 5] = 1e30  # one huge outlier: everything else rounds to 0
+    x[2] *= 1e-30  # tiny but normal amax
+    x[3] = 1e-39  # subnormal amax: treated as a zero row
+    x[4] = 127.0  # all at amax
+    x[5] = -3e30  # huge, yet the output stays finite
+    x[6, :] = np.float32(1.0)
+    x[6, ::2] = np.float32(-0.5)
+    packed = gemm.pack_linear(qw, scale, bias, path=path)
+    y = gemm.qlinear(x, packed, activation=activation)
+    _assert_close(y, x, qw, scale, bias, activation)
+    if activation == "none":
+        np.testing.assert_array_equal(y[0], bias)
+        np.testing.assert_array_equal(y[3], bias)
+
+
+def test_quantize_rows_exact():
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 2, (37, 129)).astype(np.float32)
+    x[0] = 0
+    x[1, :5] = [127.0, 0.5, 1.5, 2.5, -0.5]  # ties round half to even
+    x[1, 5:] = 0
+    x[2] = 1e-39
+    q, sa = gemm.quantize_rows(x)
+    q_ref, sa_ref = quantize_rows_ref(x)
+    np.testing.assert_array_equal(q, q_ref)
+    np.testing.assert_array_equal(sa, sa_ref)
+    np.testing.assert_array_equal(q[1, :5], [127, 0, 2, 2, 0])
+
+
+def test_gelu_error_bound():
+    """The fast GELU is within GELU_MAX_ERR * max(1, |y|) of the erf form."""
+    y = np.concatenate([np.linspace(-12, 12, 200_001), [-1e30, -1e4, 0.0, 1e4, 1e30]]).astype(np.float32)
+    out = y[None, :].copy()
+    ones = np.ones(y.size, np.float32)
+    gemm_portable.finish_row(out, 0, 0, y.size, np.float32(1), ones, np.zeros(y.size, np.float32), True)
+    exact = gelu_ref(y)
+    err = np.abs(out[0] - exact) / np.maximum(1.0, np.abs(y.astype(np.float64)))
+    assert err.max() <= gemm_portable.GELU_MAX_ERR
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_thread_count_and_row_independence(path):
+    rng = np.random.default_rng(4)
+    M, K, N = 37, 385, 1153
+    qw, scale, bias = _weights(rng, N, K)
+    x = rng.normal(0, 1, (M, K)).astype(np.float32)
+    packed = gemm.pack_linear(qw, scale, bias, path=path)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        y1 = gemm.qlinear(x, packed, activation="gelu")
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        y2 = gemm.qlinear(x, packed, activation="gelu")
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(y1, y2)
+    for m in (0, 5, M - 1):
+        alone = gemm.qlinear(np.ascontiguousarray(x[m : m + 1]), packed, activation="gelu")
+        np.testing.assert_array_equal(alone[0], y2[m])
+
+
+def test_out_reused_and_m_zero():
+    rng = np.random.default_rng(5)
+    qw, scale, bias = _weights(rng, 9, 11)
+    packed = gemm.pack_linear(qw, scale, bias)
+    x = rng.normal(0, 1, (3, 11)).astype(np.float32)
+    out = np.full((3, 9), np.nan, np.float32)
+    assert gemm.qlinear(x, packed, out=out) is out
+    np.testing.assert_array_equal(out, gemm.qlinear(x, packed))
+    assert gemm.qlinear(np.zeros((0, 11), np.float32), packed).shape == (0, 9)
+
+
+def test_pack_validation():
+    qw = np.zeros((4, 8), np.int8)
+    s = np.ones(4, np.float32)
+    with pytest.raises(ValueError, match="int8"):
+        gemm.pack_linear(qw.astype(np.int16), s)
+    with pytest.raises(ValueError, match="2-D"):
+        gemm.pack_linear(qw[0], s)
+    with pytest.raises(ValueError, match="contiguous"):
+        gemm.pack_linear(np.zeros((8, 4), np.int8).T, s)
+    with pytest.raises(ValueError, match="-128"):
+        gemm.pack_linear(np.full((4, 8), -128, np.int8), s)
+    with pytest.raises(ValueError, match="float32"):
+        gemm.pack_linear(qw, s.astype(np.float64))
+    with pytest.raises(ValueError, match=r"\(4,\)"):
+        gemm.pack_linear(qw, np.ones(5, np.float32))
+    with pytest.raises(ValueError, match="bias"):
+        gemm.pack_linear(qw, s, bias=np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        gemm.pack_linear(qw, np.full(4, np.nan, np.float32))
+
+
+def test_qlinear_validation():
+    packed = gemm.pack_linear(np.ones((4, 8), np.int8), np.ones(4, np.float32))
+    x = np.ones((2, 8), np.float32)
+    with pytest.raises(ValueError, match="float32"):
+        gemm.qlinear(x.astype(np.float64), packed)
+    with pytest.raises(ValueError, match=r"\(M, 8\)"):
+        gemm.qlinear(np.ones((2, 7), np.float32), packed)
+    with pytest.raises(ValueError, match="contiguous"):
+        gemm.qlinear(np.ones((8, 2), np.float32).T, packed)
+    with pytest.raises(ValueError, match="shape"):
+        gemm.qlinear(x, packed, out=np.empty((2, 5), np.float32))
+    with pytest.raises(ValueError, match="float32"):
+        gemm.qlinear(x, packed, out=np.empty((2, 4), np.float64))
+    with pytest.raises(ValueError, match="contiguous"):
+        gemm.qlinear(x, packed, out=np.empty((4, 2), np.float32).T)
+    with pytest.raises(ValueError, match="activation"):
+        gemm.qlinear(x, packed, activation="relu")
+    with pytest.raises(ValueError, match="pack_linear"):
+        gemm.qlinear(x, "weights")
+    bad = x.copy()
+    bad[1, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        gemm.qlinear(bad, packed)
+
+
+def test_kernel_path_selection(monkeypatch):
+    monkeypatch.delenv(cpu.ENV_VAR, raising=False)
+    assert cpu.kernel_path() == PATHS[0]
+    assert cpu.kernel_path("portable") == "portable"
+    monkeypatch.setenv(cpu.ENV_VAR, "portable")
+    assert gemm.pack_linear(np.ones((2, 3), np.int8), np.ones(2, np.float32)).path == "portable"
+    monkeypatch.setenv(cpu.ENV_VAR, "sse9")
+    with pytest.raises(ValueError, match="sse9"):
+        cpu.kernel_path()
+    monkeypatch.setattr(cpu, "detected_path", lambda: "portable")
+    with pytest.raises(ValueError, match="cannot run"):
+        cpu.kernel_path("avx512vnni")
+    assert cpu.available_paths() == ("portable",)
