@@ -48,42 +48,62 @@ def read_config(cfg: dict) -> BertConfig:
         raise UnsupportedModel(f"config.json lacks {e.args[0]!r}") from None
 
 
+class Checkpoint:
+    """Source tensors by name; remembers what was taken so leftovers can be refused."""
+
+    def __init__(self, weights: dict[str, np.ndarray], where: Path):
+        self.weights, self.where, self.used = weights, where, set()
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.weights
+
+    def take(self, name: str) -> np.ndarray:
+        if name not in self.weights:
+            raise UnsupportedModel(f"{self.where}: checkpoint lacks weight {name!r}")
+        self.used.add(name)
+        return self.weights[name]
+
+    def refuse_unused(self, ignored_suffixes: tuple[str, ...] = ()) -> None:
+        unused = [n for n in self.weights if n not in self.used and not n.endswith(ignored_suffixes)]
+        if unused:
+            raise UnsupportedModel(f"{self.where}: weights this converter does not understand: "
+                                   f"{', '.join(sorted(unused)[:5])}{' ...' if len(unused) > 5 else ''}")
+
+
+def fill_encoder(spec: ModelSpec, ckpt: Checkpoint, prefix: str) -> None:
+    """Embeddings and every layer, from source names under ``prefix`` ("" or "bert.")."""
+    for src, dst in EMBEDDING_NAMES.items():
+        spec[dst] = ckpt.take(prefix + src)
+    for i in range(spec.config.num_layers):
+        layer = f"{prefix}encoder.layer.{i}."
+        for kind in ("weight", "bias"):
+            spec[f"blk.{i}.attn_qkv.{kind}"] = np.concatenate([ckpt.take(f"{layer}{p}.{kind}") for p in QKV_PARTS])
+            for src, dst in LAYER_NAMES.items():
+                spec[f"blk.{i}.{dst}.{kind}"] = ckpt.take(f"{layer}{src}.{kind}")
+
+
+def encoder_spec(model_dir: Path, cfg: dict, architecture: str, st: dict | None = None) -> ModelSpec:
+    """An empty spec with config, tokenizer and truncation length read from ``model_dir``."""
+    config = read_config(cfg)
+    return ModelSpec(
+        source_architecture=architecture, config=config,
+        tokenizer_json=source.load_tokenizer_json(model_dir),
+        max_length=_max_length(model_dir, config, st),
+        pad_token_id=int(cfg.get("pad_token_id", 0) or 0),
+        pooling=st["pooling"] if st else {"mode": "mean", "normalize": False})
+
+
 @register_loader("BertModel")
 def load_bert_model(folder: Path, cfg: dict, allow_pickle: bool = False) -> ModelSpec:
     st = source.sentence_transformers_settings(folder)
     model_dir = st["transformer_dir"] if st else folder
     if st and model_dir != folder:
         cfg = source.read_json(model_dir / "config.json")
-    config = read_config(cfg)
+    spec = encoder_spec(model_dir, cfg, "BertModel", st)
     weights = source.load_weights(model_dir, allow_pickle=allow_pickle)
-    prefix = _detect_prefix(weights)
-    spec = ModelSpec(
-        source_architecture="BertModel", config=config,
-        tokenizer_json=source.load_tokenizer_json(model_dir),
-        max_length=_max_length(model_dir, config, st),
-        pad_token_id=int(cfg.get("pad_token_id", 0) or 0),
-        pooling=st["pooling"] if st else {"mode": "mean", "normalize": False})
-    used = set()
-
-    def take(name: str) -> np.ndarray:
-        full = prefix + name
-        if full not in weights:
-            raise UnsupportedModel(f"{model_dir}: checkpoint lacks weight {full!r}")
-        used.add(full)
-        return weights[full]
-
-    for src, dst in EMBEDDING_NAMES.items():
-        spec[dst] = take(src)
-    for i in range(config.num_layers):
-        layer = f"encoder.layer.{i}."
-        for kind in ("weight", "bias"):
-            spec[f"blk.{i}.attn_qkv.{kind}"] = np.concatenate([take(f"{layer}{p}.{kind}") for p in QKV_PARTS])
-            for src, dst in LAYER_NAMES.items():
-                spec[f"blk.{i}.{dst}.{kind}"] = take(f"{layer}{src}.{kind}")
-    unused = [n for n in weights if n not in used and not n.endswith(IGNORED_SUFFIXES)]
-    if unused:
-        raise UnsupportedModel(f"{model_dir}: weights this converter does not understand: "
-                               f"{', '.join(sorted(unused)[:5])}{' ...' if len(unused) > 5 else ''}")
+    ckpt = Checkpoint(weights, model_dir)
+    fill_encoder(spec, ckpt, _detect_prefix(weights))
+    ckpt.refuse_unused(IGNORED_SUFFIXES)
     return spec
 
 

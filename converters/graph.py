@@ -33,3 +33,46 @@ def bert_encoder_graph(c: BertConfig) -> dict:
     if c.num_layers == 0:
         raise ValueError("a BERT encoder needs at least one layer")
     return {"inputs": list(GRAPH_INPUTS), "outputs": ["last_hidden_state"], "nodes": nodes}
+
+
+def build_graph(c: BertConfig, head: dict | None) -> dict:
+    """The encoder, then the head's nodes (if any) reading ``last_hidden_state``."""
+    graph = bert_encoder_graph(c)
+    if head is not None:
+        nodes, outputs = head_nodes(c, head)
+        graph["nodes"] += nodes
+        graph["outputs"] += outputs
+    return graph
+
+
+def head_nodes(c: BertConfig, head: dict) -> tuple[list[dict], list[str]]:
+    """Nodes and extra outputs of a task head (docs/format.md, "Heads")."""
+    task, h = head["task"], "last_hidden_state"
+    pooler = [node("first_token", [h, "seq_offsets"], ["cls_token"]),
+              node("linear", ["cls_token"], ["pooler_output"], {"linear": "pooler"}, activation="tanh")]
+
+    def mlm(out: str) -> list[dict]:
+        decoder = (node("tied_linear", ["mlm_normed"], [out], {"weight": "token_embd", "bias": "mlm.decoder"})
+                   if head.get("tied_decoder", True) else
+                   node("linear", ["mlm_normed"], [out], {"linear": "mlm.decoder"}, activation="none"))
+        return [node("linear", [h], ["mlm_hidden"], {"linear": "mlm.transform"}, activation="gelu"),
+                node("norm", ["mlm_hidden"], ["mlm_normed"], {"norm": "mlm.norm"}, eps=c.layer_norm_eps),
+                decoder]
+
+    def final(x: str, prefix: str, out: str) -> dict:
+        return node("linear", [x], [out], {"linear": prefix}, activation="none")
+
+    if task == "sequence-classification":
+        return pooler + [final("pooler_output", "cls", "logits")], ["pooler_output", "logits"]
+    if task == "token-classification":
+        return [final(h, "cls", "logits")], ["logits"]
+    if task == "question-answering":
+        return [final(h, "qa", "qa_logits")], ["qa_logits"]
+    if task == "masked-lm":
+        return mlm("logits"), ["logits"]
+    if task == "next-sentence":
+        return pooler + [final("pooler_output", "nsp", "logits")], ["pooler_output", "logits"]
+    if task == "pretraining":
+        return (pooler + mlm("prediction_logits") + [final("pooler_output", "nsp", "seq_relationship_logits")],
+                ["pooler_output", "prediction_logits", "seq_relationship_logits"])
+    raise ValueError(f"unknown head task {task!r}")

@@ -8,9 +8,9 @@ import numpy as np
 
 from edgebert.errors import UnsupportedModel
 
-from . import bert  # noqa: F401  (registers the BERT loaders)
+from . import bert, heads  # noqa: F401  (register the BERT loaders)
 from . import quantize
-from .graph import bert_encoder_graph
+from .graph import build_graph
 from .registry import get_loader
 from .source import read_json
 from .spec import ModelSpec
@@ -77,16 +77,19 @@ def metadata(spec: ModelSpec, dtype: str, report: dict) -> dict:
                   "scale_convention": "w ~= q * scale[:, None]; scale = amax / 127"}
     else:
         scheme = {"weights": "float32", "embeddings": "float32", "activations": "float32"}
-    return {
+    meta = {
         "edgebert.architecture": "bert",
         "edgebert.source_architecture": spec.source_architecture,
         "edgebert.config": spec.config.as_dict(),
         "edgebert.quantization": scheme,
-        "edgebert.graph": bert_encoder_graph(spec.config),
+        "edgebert.graph": build_graph(spec.config, spec.head),
         "edgebert.tokenizer": spec.tokenizer_json,
         "edgebert.tokenizer_config": {"max_length": spec.max_length, "pad_token_id": spec.pad_token_id},
         "edgebert.pooling": spec.pooling,
         "edgebert.report": report,
     }
+    if spec.head is not None:
+        meta["edgebert.head"] = spec.head
+    return meta
 
 

@@ -83,10 +83,19 @@ class ModelSpec:
     pad_token_id: int
     pooling: dict = field(default_factory=lambda: {"mode": "mean", "normalize": False})
     slots: dict[str, Slot] = field(default_factory=dict)
+    # Task head (docs/format.md, ``edgebert.head``): {"task", "id2label", ...}; None for a bare encoder.
+    head: dict | None = None
 
     def __post_init__(self):
         if not self.slots:
             self.slots = bert_slots(self.config)
+
+    def add_slots(self, slots: dict[str, Slot]) -> None:
+        """Head loaders declare their extra weights before filling them."""
+        clash = set(slots) & set(self.slots)
+        if clash:
+            raise KeyError(f"spec already has weight slots {sorted(clash)}")
+        self.slots.update(slots)
 
     def __setitem__(self, name: str, value: np.ndarray) -> None:
         slot = self.slots.get(name)

@@ -567,6 +567,28 @@ def _infer_add_norm(node: dict, ctx: _GraphContext) -> list:
     return [hidden]
 
 
+def _infer_first_token(node: dict, ctx: _GraphContext) -> list:
+    width = node["_widths"][0]
+    if node["_widths"][1] is not _IDS:
+        raise ValueError("second input must be seq_offsets")
+    return [width]
+
+
+def _infer_norm(node: dict, ctx: _GraphContext) -> list:
+    hidden = ctx.cfg("hidden_size")
+    if node["_widths"] != [hidden]:
+        raise ValueError(f"input has width {node['_widths'][0]}, expected {hidden}")
+    ctx.norm(node["params"]["norm"])
+    return [hidden]
+
+
+def _infer_tied_linear(node: dict, ctx: _GraphContext) -> list:
+    (width,) = node["_widths"]
+    n, _ = ctx.weight(node["params"]["weight"], None, width, bias=False)
+    ctx.expect(node["params"]["bias"] + ".bias", (n,))
+    return [n]
+
+
 def _check_embed_inputs(node: dict, ctx: _GraphContext) -> list:
     if any(w is not _IDS for w in node["_widths"]):
         raise ValueError("inputs must be graph id inputs, not activations")
@@ -587,10 +609,14 @@ def _check_activation_inputs(infer: Callable) -> Callable:
 OPS: dict[str, OpSpec] = {
     "embed": OpSpec(3, 1, ("word", "position", "token_type", "norm"), {"eps": _positive_number}, _check_embed_inputs),
     "linear": OpSpec(
-        1, 1, ("linear",), {"activation": _one_of("none", "gelu")}, _check_activation_inputs(_infer_linear)
+        1, 1, ("linear",), {"activation": _one_of("none", "gelu", "tanh")}, _check_activation_inputs(_infer_linear)
     ),
     "attention": OpSpec(2, 1, (), {"num_heads": _positive_int}, _check_activation_inputs(_infer_attention)),
     "add_norm": OpSpec(2, 1, ("norm",), {"eps": _positive_number}, _check_activation_inputs(_infer_add_norm)),
+    # Task heads (docs/format.md, "Heads").
+    "first_token": OpSpec(2, 1, (), {}, _check_activation_inputs(_infer_first_token)),
+    "norm": OpSpec(1, 1, ("norm",), {"eps": _positive_number}, _check_activation_inputs(_infer_norm)),
+    "tied_linear": OpSpec(1, 1, ("weight", "bias"), {}, _check_activation_inputs(_infer_tied_linear)),
 }
 
 

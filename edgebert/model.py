@@ -51,6 +51,9 @@ class Model:
         self.threads = resolve_threads(threads)
         self.executor = Executor(graph, model_file.tensors, backend=backend)
         self.dim = self.config["hidden_size"]
+        self.head = model_file.json("edgebert.head") if "edgebert.head" in meta else None
+        if self.head is not None and not (isinstance(self.head, dict) and isinstance(self.head.get("task"), str)):
+            raise InvalidModelFile(f"{model_file.path}: edgebert.head must be an object with a task")
 
     def __repr__(self) -> str:
         return (f"edgebert.Model({self.file.path}, layers={self.config['num_layers']}, dim={self.dim}, "
@@ -93,14 +96,66 @@ class Model:
             raise InputError(f"attention_mask of sequence {int(empty[0])} has no 1: nothing to attend to")
         return ids.astype(np.int32), mask.astype(bool), types.astype(np.int32)
 
-    def _forward(self, ids, types, positions, offsets) -> np.ndarray:
-        """Packed (T,) inputs -> packed (T, H) last hidden state (a fresh array)."""
+    def _forward(self, ids, types, positions, offsets, outputs=("last_hidden_state",)):
+        """Packed (T,) inputs -> packed (T, H) last hidden state (a fresh array); with
+        ``outputs=None`` a dict of every graph output, fresh arrays."""
         apply_threads(self.threads)
         out = self.executor.run(np.ascontiguousarray(ids, dtype=np.int32),
                                 np.ascontiguousarray(types, dtype=np.int32),
                                 np.ascontiguousarray(positions, dtype=np.int32),
-                                np.ascontiguousarray(offsets, dtype=np.int64))
-        return out["last_hidden_state"].copy()
+                                np.ascontiguousarray(offsets, dtype=np.int64), outputs=outputs)
+        if outputs == ("last_hidden_state",):
+            return out["last_hidden_state"].copy()
+        return {name: value.copy() for name, value in out.items()}
+
+    # ---- token ids -> every graph output (task heads) ---------------------------
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> dict[str, np.ndarray]:
+        """(B, T) ids and mask -> the graph's outputs in transformers' shapes.
+
+        ``last_hidden_state`` (B, T, H); per-token head outputs (B, T, D) with
+        zero rows at masked positions; per-sequence ones (``pooler_output``,
+        classification ``logits``) (B, D); a QA head gives ``start_logits`` and
+        ``end_logits`` (B, T) as ``BertForQuestionAnswering`` does.
+        """
+        ids, mask, types = self._check_run_inputs(input_ids, attention_mask, token_type_ids)
+        B, T = ids.shape
+        rows, cols = np.nonzero(mask)
+        offsets = np.zeros(B + 1, dtype=np.int64)
+        np.cumsum(mask.sum(axis=1), out=offsets[1:])
+        packed = self._forward(ids[rows, cols], types[rows, cols], cols.astype(np.int32), offsets, outputs=None)
+        result = {}
+        for name, value in packed.items():
+            if name in self.executor.per_sequence:
+                result[name] = value
+            else:
+                result[name] = np.zeros((B, T, value.shape[1]), dtype=np.float32)
+                result[name][rows, cols] = value
+        if "qa_logits" in result:
+            qa = result.pop("qa_logits")
+            result["start_logits"], result["end_logits"] = qa[..., 0].copy(), qa[..., 1].copy()
+        return result
+
+    def forward_sequences(self, encoded: list, outputs=None, batch_size: int = 32) -> list[dict]:
+        """Tokenized sequences [(ids, type_ids), ...] -> per sequence a dict of its outputs:
+        (L, D) for per-token values, (D,) for per-sequence ones. Batched by length inside."""
+        results: list[dict] = [{} for _ in encoded]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            lengths = np.array([len(encoded[i][0]) for i in batch], dtype=np.int64)
+            if lengths.max() > self.config["max_position_embeddings"]:
+                raise InputError(f"a sequence of {int(lengths.max())} tokens exceeds the model's "
+                                 f"{self.config['max_position_embeddings']} positions")
+            offsets = np.concatenate([[0], np.cumsum(lengths)])
+            ids = np.concatenate([encoded[i][0] for i in batch]).astype(np.int32)
+            types = np.concatenate([encoded[i][1] for i in batch]).astype(np.int32)
+            positions = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
+            out = self._forward(ids, types, positions, offsets, outputs=outputs)
+            for name, value in out.items():
+                per_seq = name in self.executor.per_sequence
+                for j, i in enumerate(batch):
+                    results[i][name] = value[j] if per_seq else value[offsets[j]:offsets[j + 1]]
+        return results
 
     # ---- texts -> sentence embeddings ----------------------------------------
     def tokenize(self, texts: Sequence, truncate: bool = True, first_index: int = 0):
@@ -148,6 +203,33 @@ class Model:
         if self.pooling.get("normalize"):
             v /= max(float(np.linalg.norm(v)), 1e-12)  # as torch.nn.functional.normalize
         return v
+
+    # ---- verification: every layer's hidden states --------------------------------
+    def layer_names(self) -> list[str]:
+        """Graph values holding the hidden states: h0 (embeddings), h1.., last_hidden_state (docs/format.md)."""
+        return [f"h{i}" for i in range(self.config["num_layers"])] + ["last_hidden_state"]
+
+    def _packed_inputs(self, ids: np.ndarray, lengths: np.ndarray):
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        positions = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
+        return np.asarray(ids, np.int32), np.zeros(len(ids), np.int32), positions, offsets
+
+    def hidden_states_packed(self, ids: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+        """Packed token ids of sequences with ``lengths`` -> [(T, H)] per layer, embeddings first."""
+        out = self._forward(*self._packed_inputs(ids, lengths), outputs=self.layer_names())
+        return [out[name] for name in self.layer_names()]
+
+    def pool_packed_ids(self, ids: np.ndarray, lengths: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Packed token ids -> (n, H) pooled embeddings, batch by batch."""
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        out = np.empty((len(lengths), self.dim), dtype=np.float32)
+        for s in range(0, len(lengths), batch_size):
+            e = min(s + batch_size, len(lengths))
+            hidden = self._forward(*self._packed_inputs(ids[offsets[s]:offsets[e]], lengths[s:e]))
+            local = offsets[s:e + 1] - offsets[s]
+            for j in range(e - s):
+                out[s + j] = self._pool(hidden[local[j]:local[j + 1]])
+        return out
 
     def info(self) -> dict:
         return {"path": str(self.file.path), "config": self.config, "quantization": self.quantization,

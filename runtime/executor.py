@@ -23,16 +23,25 @@ class Executor:
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r} is not one of {BACKENDS}")
         self.backend = backend
-        self.tensors = tensors
+        self.tensors = dict(tensors)  # own mapping: head binders add aliases (tied weights)
         self.outputs = list(graph["outputs"])
         self.width: dict[str, int] = {}  # value name -> row width D
-        self.steps: list[Callable[[dict], None]] = [self._bind(n) for n in graph["nodes"]]
+        self.per_sequence: set[str] = set()  # values with one row per sequence (B, D), not per token
+        self.produced_at: dict[str, int] = {}  # value name -> index of the step that writes it
+        self.steps: list[Callable[[dict], None]] = []
+        for node in graph["nodes"]:
+            self.steps.append(self._bind(node))
+            if node["op"] == "first_token" or any(i in self.per_sequence for i in node["inputs"]):
+                self.per_sequence.update(node["outputs"])
+            self.produced_at.update((name, len(self.steps) - 1) for name in node["outputs"])
         self.capacity = 0
         self.buffers: dict[str, np.ndarray] = {}
 
     # ---- binding: one closure per node, over prepared weights -------------
     def _bind(self, node: dict) -> Callable[[dict], None]:
         op = node["op"]
+        if op == "linear" and node["attrs"].get("activation") == "tanh":
+            op = "tanh_linear"  # the pooler; the int8 GEMM has no tanh epilogue
         binder = getattr(self, f"_bind_{op}", None)
         if binder is None:
             raise InvalidModelFile(f"graph op {op!r} is not supported by this runtime")
@@ -127,6 +136,63 @@ class Executor:
             v[out_name] = out
         return step
 
+    # ---- task heads (docs/format.md, "Heads") ------------------------------
+    def _bind_tanh_linear(self, node):
+        linear = self._bind_linear({**node, "attrs": {**node["attrs"], "activation": "none"}})
+        (out_name,) = node["outputs"]
+        if self.backend == "numpy":
+            def step(v):
+                linear(v)
+                v[out_name] = ref.tanh_ref(v[out_name])
+            return step
+
+        def step(v):
+            linear(v)
+            np.tanh(v[out_name], out=v[out_name])
+        return step
+
+    def _bind_first_token(self, node):
+        (x_name, off_name), (out_name,) = node["inputs"], node["outputs"]
+        self.width[out_name] = self.width[x_name]
+        if self.backend == "numpy":
+            def step(v):
+                v[out_name] = ref.first_token_ref(v[x_name], v[off_name])
+            return step
+
+        def step(v):
+            starts = v[off_name][:-1]
+            v[out_name] = np.take(v[x_name], starts, axis=0, out=self._buffer(out_name, len(starts)))
+        return step
+
+    def _bind_norm(self, node):
+        p, eps = node["params"]["norm"], float(node["attrs"]["eps"])
+        g, b = self._t(p + ".weight"), self._t(p + ".bias")
+        (x_name,), (out_name,) = node["inputs"], node["outputs"]
+        self.width[out_name] = self.width[x_name]
+        if self.backend == "numpy":
+            def step(v):
+                v[out_name] = ref.layernorm_ref(v[x_name], g, b, eps)
+            return step
+        from .kernels.heads import layer_norm
+
+        def step(v):
+            x = v[x_name]
+            out = self._buffer(out_name, x.shape[0])
+            layer_norm(x, g, b, eps, out)
+            v[out_name] = out
+        return step
+
+    def _bind_tied_linear(self, node):
+        """A linear layer whose weight is another layer's (the MLM decoder reads token_embd)."""
+        wp, bp = node["params"]["weight"], node["params"]["bias"]
+        alias = f"{node['outputs'][0]}@tied"
+        self.tensors[alias + ".weight"] = self._t(wp + ".weight")
+        self.tensors[alias + ".bias"] = self._t(bp + ".bias")
+        if wp + ".scale" in self.tensors:
+            self.tensors[alias + ".scale"] = self.tensors[wp + ".scale"]
+        return self._bind_linear({**node, "op": "linear", "params": {"linear": alias},
+                                  "attrs": {"activation": "none"}})
+
     # ---- running ----------------------------------------------------------
     def _buffer(self, name: str, rows: int) -> np.ndarray:
         """A reusable (rows, D) view; buffers grow to the largest batch seen."""
@@ -138,13 +204,21 @@ class Executor:
             buf = self.buffers[name] = np.empty((self.capacity, self.width[name]), dtype=np.float32)
         return buf[:rows]
 
-    def run(self, input_ids, token_type_ids, position_ids, seq_offsets) -> dict[str, np.ndarray]:
-        """Packed int32 inputs (T,), (T,), (T,), (B+1,) -> the graph outputs, (T, D) each.
+    def run(self, input_ids, token_type_ids, position_ids, seq_offsets, outputs=None) -> dict[str, np.ndarray]:
+        """Packed int32 inputs (T,), (T,), (T,), (B+1,) -> the graph outputs, (T, D) each
+        ((B, D) for those in ``per_sequence``).
 
+        ``outputs``: names to compute (default all); steps after the last of
+        them are skipped, so embedding a text never runs an MLM decoder.
         Returned arrays are views of reused buffers: copy before the next call.
         """
+        names = self.outputs if outputs is None else list(outputs)
+        unknown = [n for n in names if n not in self.produced_at]  # intermediates may be asked for too
+        if unknown:
+            raise ValueError(f"graph has no value {unknown[0]!r}; outputs: {self.outputs}")
+        last = max(self.produced_at[n] for n in names)
         values = {"input_ids": input_ids, "token_type_ids": token_type_ids,
                   "position_ids": position_ids, "seq_offsets": seq_offsets}
-        for step in self.steps:
+        for step in self.steps[:last + 1]:
             step(values)
-        return {name: values[name] for name in self.outputs}
+        return {name: values[name] for name in names}

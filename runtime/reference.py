@@ -64,3 +64,12 @@ def attention_ref(qkv: NDArray, seq_offsets: NDArray, num_heads: int) -> NDArray
         ctx = p @ v.astype(np.float64)  # (nh, L, d)
         out[s:e] = ctx.transpose(1, 0, 2).reshape(e - s, H)
     return out
+
+
+def first_token_ref(x: NDArray, seq_offsets: NDArray) -> NDArray:
+    """Packed (T, H) -> (B, H): each sequence's first row (BERT's [CLS], what the pooler reads)."""
+    return np.ascontiguousarray(x[np.asarray(seq_offsets[:-1], dtype=np.int64)], dtype=F32)
+
+
+def tanh_ref(y: NDArray) -> NDArray:
+    return np.tanh(y.astype(np.float64)).astype(F32)

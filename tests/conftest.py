@@ -32,6 +32,34 @@ def make_tiny_bert(folder: Path, minilm: Path, seed: int = 0, **overrides) -> Pa
     return folder
 
 
+# Random heads (std 0.02) give near-uniform scores; scaling the final layer
+# gives the pipelines real margins to agree on. Source name -> factor.
+HEAD_SCALES = {"classifier.weight": 30.0, "qa_outputs.weight": 30.0, "cls.seq_relationship.weight": 30.0,
+               "cls.predictions.transform.LayerNorm.weight": 8.0}
+
+
+def make_tiny_model(folder: Path, minilm: Path, model_class: str, seed: int = 0, **overrides) -> Path:
+    """A randomly initialised transformers ``model_class`` (e.g. BertForMaskedLM) with the real
+    MiniLM tokenizer; final head layers scaled by HEAD_SCALES. ``overrides`` go to BertConfig."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    cfg = dict(vocab_size=30522, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+               intermediate_size=128, max_position_embeddings=128, type_vocab_size=2)
+    cfg.update(overrides)
+    model = getattr(transformers, model_class)(transformers.BertConfig(**cfg)).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            for suffix, factor in HEAD_SCALES.items():
+                if name.endswith(suffix):
+                    param.mul_(factor)
+    model.save_pretrained(folder, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        shutil.copy(minilm / name, folder / name)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory, minilm_dir) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), minilm_dir)
@@ -90,3 +118,27 @@ def hf_mean_pooled(model_dir: Path, texts: list[str], max_length: int, normalize
             pooled = torch.nn.functional.normalize(pooled, dim=1)
         out.append(pooled.numpy())
     return np.concatenate(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_head(tmp_path_factory, minilm_dir):
+    """``tiny_head("BertForMaskedLM", "int8", **config)`` -> a converted file (``dtype=None``: the
+    transformers folder). Built once per class and config for the whole session."""
+    import json
+
+    from edgebert.converters import convert
+
+    folders: dict = {}
+
+    def get(model_class: str, dtype: str | None = None, **overrides):
+        key = (model_class, json.dumps(overrides, sort_keys=True))
+        if key not in folders:
+            folders[key] = make_tiny_model(tmp_path_factory.mktemp(model_class), minilm_dir, model_class,
+                                           **overrides)
+        if dtype is None:
+            return folders[key]
+        out = folders[key] / f"{dtype}.edgebert"
+        if not out.exists():
+            convert(folders[key], out, dtype=dtype)
+        return out
+    return get

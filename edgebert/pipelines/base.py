@@ -1,0 +1,92 @@
+"""What every pipeline shares: the model, its tokenizer, input checks, batched runs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Encoding, Tokenizer
+
+from ..errors import InputError
+from ..model import Model, load
+from ..text import as_text
+
+
+class Pipeline:
+    task = ""
+    heads: tuple[str, ...] = ()  # head tasks this pipeline runs on; () = any model
+
+    def __init__(self, model, batch_size: int = 32, threads: int | None = None, **defaults):
+        if isinstance(model, (str, Path)):
+            model = load(model, threads=threads)
+        if not isinstance(model, Model):
+            raise InputError(f"model must be a .edgebert path or an edgebert.Model, got {type(model).__name__}")
+        task = (model.head or {}).get("task")
+        if self.heads and task not in self.heads:
+            raise InputError(f"{self.task} needs a model with a {' or '.join(self.heads)} head; "
+                             f"{model.file.path} has {task or 'no head (a bare encoder)'}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.model, self.batch_size, self.defaults = model, batch_size, defaults
+        # Our own instance: truncation settings differ per call and per task.
+        self.tokenizer = Tokenizer.from_str(model.file.metadata["edgebert.tokenizer"])
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+
+    def __call__(self, inputs, **kwargs):
+        """One input -> its result; a list of inputs -> a list of results in input order."""
+        single = not isinstance(inputs, (list, tuple))
+        items = [inputs] if single else list(inputs)
+        if not items:
+            return []
+        results = self.process(items, **{**self.defaults, **kwargs})
+        return results[0] if single else results
+
+    def process(self, items: list, **options) -> list:
+        raise NotImplementedError
+
+    # ---- helpers --------------------------------------------------------------
+    def labels(self) -> list[str]:
+        id2label = self.model.head["id2label"]
+        return [id2label[str(i)] for i in range(len(id2label))]
+
+    def encode(self, texts: list, pairs: list | None = None, truncation: bool = False) -> list[Encoding]:
+        """Encodings (with offsets); over-long inputs are cut (``truncation``) or refused."""
+        texts = [as_text(t, i) for i, t in enumerate(texts)]
+        limit = self.model.max_length
+        if truncation:
+            self.tokenizer.enable_truncation(limit, strategy="longest_first")
+        try:
+            if pairs is None:
+                encodings = self.tokenizer.encode_batch(texts)
+            else:
+                pairs = [as_text(t, i) for i, t in enumerate(pairs)]
+                encodings = self.tokenizer.encode_batch(list(zip(texts, pairs)))
+        finally:
+            self.tokenizer.no_truncation()
+        for i, enc in enumerate(encodings):
+            if len(enc.ids) > limit:
+                raise InputError(f"input {i} has {len(enc.ids)} tokens, more than the model's maximum of "
+                                 f"{limit}; pass truncation=True to cut it")
+        return encodings
+
+    def run(self, encodings: list[Encoding], outputs: list[str]) -> list[dict]:
+        return self.model.forward_sequences([(e.ids, e.type_ids) for e in encodings], outputs=outputs,
+                                            batch_size=self.batch_size)
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+def check_top_k(top_k, allow_none: bool = True):
+    if top_k is None and allow_none:
+        return None
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise InputError(f"top_k must be a positive integer{' or None' if allow_none else ''}, got {top_k!r}")
+    return top_k

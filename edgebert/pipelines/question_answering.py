@@ -1,0 +1,130 @@
+"""Extractive question answering: long contexts in overlapping windows (doc stride), top-k
+spans, the impossible (empty) answer, character offsets into the context.
+
+The span scoring is transformers' own (``select_starts_ends``/``decode_spans``
+of its QA pipelines), so the same logits give the same answers.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from .base import Pipeline, check_top_k
+
+
+class QuestionAnsweringPipeline(Pipeline):
+    """``pipe(question=q, context=c)`` or ``pipe({"question", "context"} | list)`` ->
+    ``{"score", "start", "end", "answer"}`` (a list of them when ``top_k`` > 1)."""
+
+    task = "question-answering"
+    heads = ("question-answering",)
+
+    def __call__(self, inputs=None, question=None, context=None, **kwargs):
+        if inputs is None:
+            if question is None or context is None:
+                raise InputError("question-answering needs question= and context= (or {'question', 'context'})")
+            if isinstance(question, (list, tuple)) != isinstance(context, (list, tuple)):
+                raise InputError("question and context must both be single texts or both be lists")
+            inputs = ([{"question": q, "context": c} for q, c in zip(question, context, strict=True)]
+                      if isinstance(question, (list, tuple)) else {"question": question, "context": context})
+        return super().__call__(inputs, **kwargs)
+
+    def process(self, items, top_k=1, doc_stride=128, max_answer_len=15, max_seq_len=384,
+                handle_impossible_answer=False, align_to_words=True):
+        top_k = check_top_k(top_k, allow_none=False)
+        for name, value in (("doc_stride", doc_stride), ("max_answer_len", max_answer_len),
+                            ("max_seq_len", max_seq_len)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        max_seq_len = min(max_seq_len, self.model.max_length)
+        doc_stride = min(doc_stride, max_seq_len // 2)
+        windows, owner = [], []
+        for i, item in enumerate(items):
+            question, context = _question_context(item, i)
+            for enc in self.windows(question, context, max_seq_len, doc_stride, i):
+                windows.append(enc)
+                owner.append(i)
+        runs = self.run(windows, ["qa_logits"])
+        answers = [[] for _ in items]
+        null = [1e6] * len(items)
+        for enc, run, i in zip(windows, runs, owner):
+            context = items[i]["context"]
+            p_mask = np.array([s != 1 for s in enc.sequence_ids])
+            p_mask[0] = False  # [CLS] stands for "no answer"
+            starts, ends, scores, null[i] = select_starts_ends(
+                run["qa_logits"][:, 0], run["qa_logits"][:, 1], p_mask, null[i], top_k,
+                handle_impossible_answer, max_answer_len)
+            for s, e, score in zip(starts, ends, scores):
+                a, b = _char_span(enc, int(s), int(e), align_to_words)
+                answers[i].append({"score": float(score), "start": a, "end": b, "answer": context[a:b]})
+        out = []
+        for i, found in enumerate(answers):
+            if handle_impossible_answer:
+                found.append({"score": float(null[i]), "start": 0, "end": 0, "answer": ""})
+            found = sorted(found, key=lambda d: d["score"], reverse=True)[:top_k]
+            out.append(found[0] if len(found) == 1 else found)
+        return out
+
+    def windows(self, question: str, context: str, max_len: int, stride: int, index: int) -> list:
+        """[CLS] question [SEP] context-window [SEP], windows overlapping by ``stride`` tokens."""
+        room = max_len - len(self.tokenizer.encode(question, add_special_tokens=False).ids) - 3
+        if room < 1 or room <= stride:
+            raise InputError(f"input {index}: the question leaves no room for the context in {max_len} tokens "
+                             f"(doc stride {stride}); shorten the question")
+        self.tokenizer.enable_truncation(max_len, stride=stride, strategy="only_second")
+        try:
+            enc = self.tokenizer.encode(question, context)
+        finally:
+            self.tokenizer.no_truncation()
+        return [enc] + list(enc.overflowing)
+
+
+def select_starts_ends(start, end, p_mask, min_null_score, top_k, handle_impossible_answer, max_answer_len):
+    """Best (start, end, score) spans of one window: softmax over allowed tokens, [CLS] as null."""
+    start = np.where(p_mask, -10000.0, start)[None]
+    end = np.where(p_mask, -10000.0, end)[None]
+    start = np.exp(start - start.max(axis=-1, keepdims=True))
+    start = start / start.sum()
+    end = np.exp(end - end.max(axis=-1, keepdims=True))
+    end = end / end.sum()
+    if handle_impossible_answer:
+        min_null_score = min(min_null_score, float(start[0, 0] * end[0, 0]))
+    start[0, 0] = end[0, 0] = 0.0
+    outer = np.matmul(start[..., None], end[:, None, :])  # (1, L, L) span probabilities
+    candidates = np.tril(np.triu(outer), max_answer_len - 1)
+    flat = candidates.flatten()
+    if top_k == 1:
+        order = [np.argmax(flat)]
+    elif len(flat) <= top_k:
+        order = np.argsort(-flat)
+    else:
+        idx = np.argpartition(-flat, top_k)[0:top_k]
+        order = idx[np.argsort(-flat[idx])]
+    starts, ends = np.unravel_index(order, candidates.shape)[1:]
+    allowed = np.flatnonzero(~p_mask)
+    keep = np.isin(starts, allowed) & np.isin(ends, allowed)
+    starts, ends = starts[keep], ends[keep]
+    return starts, ends, candidates[0, starts, ends], min_null_score
+
+
+def _char_span(enc, s: int, e: int, align_to_words: bool) -> tuple[int, int]:
+    """Token span -> character span in the context; whole words when the tokens split one."""
+    if align_to_words:
+        try:
+            start_word, end_word = enc.token_to_word(s), enc.token_to_word(e)
+            return (enc.word_to_chars(start_word, sequence_index=1)[0],
+                    enc.word_to_chars(end_word, sequence_index=1)[1])
+        except Exception:  # tokenizers raises plain exceptions for tokens outside words
+            pass
+    return enc.offsets[s][0], enc.offsets[e][1]
+
+
+def _question_context(item, index: int) -> tuple[str, str]:
+    if not isinstance(item, dict) or set(item) != {"question", "context"}:
+        raise InputError(f'input {index}: expected {{"question": str, "context": str}}')
+    question, context = item["question"], item["context"]
+    for name, value in (("question", question), ("context", context)):
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(f"input {index}: the {name} is empty; question answering needs a question "
+                             "and a context to find the answer in")
+    return question, context
