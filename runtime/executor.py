@@ -35,6 +35,7 @@ class Executor:
                 self.per_sequence.update(node["outputs"])
             self.produced_at.update((name, len(self.steps) - 1) for name in node["outputs"])
         self.capacity = 0
+        self._attention_scratch: dict[int, np.ndarray] = {}  # head_dim -> per-thread scratch
         self.buffers: dict[str, np.ndarray] = {}
 
     # ---- binding: one closure per node, over prepared weights -------------
@@ -109,12 +110,18 @@ class Executor:
             def step(v):
                 v[out_name] = ref.attention_ref(v[qkv_name], v[off_name], heads)
             return step
-        from .kernels.attention import attention
+        from .kernels.attention import attention, make_scratch, scratch_size
+
+        head_dim = self.width[out_name] // heads
 
         def step(v):
-            qkv = v[qkv_name]
+            qkv, offsets = v[qkv_name], v[off_name]
+            longest = int(np.diff(offsets).max())
+            scratch = self._attention_scratch.get(head_dim)
+            if scratch is None or scratch.shape[1] < scratch_size(longest, head_dim):
+                scratch = self._attention_scratch[head_dim] = make_scratch(max(longest, 128), head_dim)
             out = self._buffer(out_name, qkv.shape[0])
-            attention(qkv, v[off_name], heads, out)
+            attention(qkv, offsets, heads, out, scratch)
             v[out_name] = out
         return step
 
