@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--no-truncate", action="store_true", help="refuse texts longer than the model's maximum")
     e.set_defaults(func=_embed)
 
+    w = sub.add_parser("warmup", help="compile every kernel for this CPU now (cached on disk)")
+    w.set_defaults(func=lambda args: _warmup())
+
     d = sub.add_parser("demo", help="convert the packaged all-MiniLM-L6-v2, embed, search, compare with FP32")
     d.add_argument("--cache", default=None, help="cache folder (default: $EDGEBERT_CACHE or ~/.cache/edgebert)")
     d.add_argument("--threads", type=int, default=None)
@@ -223,6 +226,13 @@ def _embed(args) -> int:
     vectors = model.embed(texts, batch_size=args.batch_size, truncate=not args.no_truncate)
     np.save(args.output, vectors)
     print(f"wrote {args.output}: {vectors.shape[0]} x {vectors.shape[1]} float32", file=sys.stderr)
+    return 0
+
+
+def _warmup() -> int:
+    from .warmup import warmup
+
+    warmup()
     return 0
 
 

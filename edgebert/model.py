@@ -49,6 +49,10 @@ class Model:
         self.pad_token_id = _bounded_int(tok_cfg, "pad_token_id", 0, self.config["vocab_size"] - 1)
         self.encoder = TextEncoder(meta.get("edgebert.tokenizer", ""), self.max_length)
         self.threads = resolve_threads(threads)
+        if backend == "numba":
+            from .warmup import announce_first_compile
+
+            announce_first_compile()
         self.executor = Executor(graph, model_file.tensors, backend=backend)
         self.dim = self.config["hidden_size"]
         self.head = model_file.json("edgebert.head") if "edgebert.head" in meta else None

@@ -1,0 +1,84 @@
+"""Compile every kernel ahead of time (``edgebert warmup``) and say so once on a first run.
+
+Numba caches compiled kernels on disk (``cache=True``), keyed on the CPU; the
+first run on a new machine pays the compilation. Warm-up runs a tiny random
+model through the same code path (read-only memory-mapped weights, the same
+dtypes) so every signature the real models use lands in the cache.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+
+
+def _marker() -> Path:
+    import llvmlite.binding as llvm
+    import numba
+
+    folder = Path(os.environ.get("EDGEBERT_CACHE") or Path.home() / ".cache" / "edgebert")
+    return folder / f"compiled-{llvm.get_host_cpu_name()}-numba{numba.__version__}-edgebert{__version__}"
+
+
+def announce_first_compile() -> None:
+    """Print one line before the first compilation on this machine (and never again)."""
+    try:
+        marker = _marker()
+        if marker.exists():
+            return
+        print("edgebert: compiling kernels for this CPU (first run only; `edgebert warmup` does it ahead of time)",
+              file=sys.stderr, flush=True)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        pass  # a read-only home must not break inference
+
+
+def _tiny_model_file(folder: Path) -> Path:
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    from .converters.pipeline import metadata, quantize_spec
+    from .converters.spec import BertConfig, ModelSpec
+    from .format import write_model
+
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b", "c", "d"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                       special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    config = BertConfig(vocab_size=len(vocab), hidden_size=64, num_layers=1, num_heads=2, intermediate_size=128,
+                        max_position_embeddings=64, type_vocab_size=2, layer_norm_eps=1e-12)
+    spec = ModelSpec(source_architecture="BertModel", config=config, tokenizer_json=tok.to_str(), max_length=64,
+                     pad_token_id=0)
+    rng = np.random.default_rng(0)
+    for name, slot in spec.slots.items():
+        spec[name] = rng.standard_normal(slot.shape).astype(np.float32) * 0.1
+    path = folder / "warmup.edgebert"
+    tensors, report = quantize_spec(spec, "int8")
+    write_model(path, tensors, metadata(spec, "int8", report))
+    return path
+
+
+def warmup(verbose: bool = True) -> float:
+    """Compile (or load from the disk cache) every encoder kernel; returns the seconds it took."""
+    from . import load
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = load(_tiny_model_file(Path(tmp)))
+        model.embed(["a b c d " * 3, "a", "b c"], batch_size=2)
+    seconds = time.perf_counter() - start
+    try:
+        _marker().parent.mkdir(parents=True, exist_ok=True)
+        _marker().touch()
+    except OSError:
+        pass
+    if verbose:
+        print(f"edgebert: kernels ready in {seconds:.1f} s (cached on disk for later processes)")
+    return seconds
