@@ -2,9 +2,11 @@
 
     python benchmarks/bench_gemm.py [--reps 7] [--quick]
 
-Measures, per (M, K, N) and thread count (1 and 2):
-  ours_fused : qlinear (f32 in: quantize + int8 GEMM + dequant + bias, f32 out)
-  ours_int8  : the pure int8 GEMM (u8 x s8 -> int32, zero-point corrected)
+Measures, per (M, K, N) and thread count (1 and 2), for each fast kernel
+path this CPU runs (``--paths``, default amx and avx512vnni where available,
+else the detected one):
+  <path>_fused : qlinear (f32 in: quantize + int8 GEMM + dequant + bias, f32 out)
+  <path>_int8  : the pure int8 GEMM (u8 x s8 -> int32, zero-point corrected)
   ort_int8   : ONNX Runtime MatMulInteger, u8 x s8 -> int32 (a_zero_point 128)
   numpy_f32  : numpy float32 matmul (OpenBLAS), for scale, with --numpy only
 Implementations take turns within each repetition; the median per-call time
@@ -66,40 +68,51 @@ def _ort_session(qw, threads):
 
 def _calls_for(fn):
     """How many calls make one timed batch of about TARGET_S."""
+    fn()  # untimed: a first call may compile or load cached kernels (1 call per batch otherwise)
     t0 = time.perf_counter()
     fn()
     dt = max(time.perf_counter() - t0, 1e-7)
     return max(1, int(TARGET_S / dt))
 
 
-def _bench_shape(M, K, N, threads, reps, rng, with_numpy):
+def _default_paths():
+    fast = [p for p in ("amx", "avx512vnni") if p in cpu.available_paths()]
+    return fast or [cpu.kernel_path()]
+
+
+def _ours(path, qw, scale, bias, x, q, ort_out):
+    """(fused, int8) callables for one kernel path, checked against ORT's integers."""
+    M, N = x.shape[0], qw.shape[0]
+    packed = gemm.pack_linear(qw, scale, bias, path=path)
+    xq = gemm._prepare_rows(q, packed)
+    # 64-byte aligned like ORT's outputs (and qlinear's own out=None).
+    out = gemm._aligned_empty(M * N * 4).view(np.float32).reshape(M, N)
+    out_i = gemm._aligned_empty(M * N * 4).view(np.int32).reshape(M, N)
+    # Same integer result from ours and ORT: a cheap end-to-end sanity check.
+    if not np.array_equal(gemm._gemm_i32(xq, packed, out_i), ort_out):
+        raise AssertionError(f"{path} int8 GEMM disagrees with ORT at {M}x{qw.shape[1]}x{N}")
+    return lambda: gemm.qlinear(x, packed, out=out), lambda: gemm._gemm_i32(xq, packed, out_i)
+
+
+def _bench_shape(M, K, N, threads, reps, rng, with_numpy, paths):
     qw = rng.integers(-127, 128, (N, K), dtype=np.int8)
     scale = rng.uniform(1e-3, 1e-2, N).astype(np.float32)
     bias = rng.normal(0, 1, N).astype(np.float32)
     x = rng.normal(0, 1, (M, K)).astype(np.float32)
-    packed = gemm.pack_linear(qw, scale, bias)
     q, _ = gemm.quantize_rows(x)
-    xq = gemm._prepare_rows(q, packed)
-    out = np.empty((M, N), np.float32)
-    out_i = np.empty((M, N), np.int32)
     a_u8 = (q.astype(np.int16) + 128).astype(np.uint8)
     sess = _ort_session(qw, threads)
     feeds = {"A": a_u8}
     wt = np.ascontiguousarray(qw.T.astype(np.float32))
     out_np = np.empty((M, N), np.float32)
-    # Same integer result from ours and ORT: a cheap end-to-end sanity check.
-    ours = gemm._gemm_i32(xq, packed, out_i).copy()
-    if not np.array_equal(ours, sess.run(None, feeds)[0]):
-        raise AssertionError(f"int8 GEMM disagrees with ORT at {M}x{K}x{N}")
-    impls = {
-        "ours_fused": lambda: gemm.qlinear(x, packed, out=out),
-        "ours_int8": lambda: gemm._gemm_i32(xq, packed, out_i),
-        "ort_int8": lambda: sess.run(None, feeds),
-    }
+    ort_out = sess.run(None, feeds)[0]
+    impls = {"ort_int8": lambda: sess.run(None, feeds)}
+    for path in paths:
+        impls[f"{path}_fused"], impls[f"{path}_int8"] = _ours(path, qw, scale, bias, x, q, ort_out)
     if with_numpy:
         impls["numpy_f32"] = lambda: np.matmul(x, wt, out=out_np)
     numba.set_num_threads(threads)
-    counts = {name: _calls_for(fn) for name, fn in impls.items()}  # also warms up
+    counts = {name: _calls_for(fn) for name, fn in impls.items()}
     times = {name: [] for name in impls}
     for _ in range(reps):
         for name, fn in impls.items():
@@ -115,20 +128,17 @@ def _bench_shape(M, K, N, threads, reps, rng, with_numpy):
     }
 
 
-def _table(rows):
-    head = (
-        "| M x K x N | thr | ORT MatMulInteger | ours int8 GEMM | ratio | ours fused qlinear | ratio | numpy f32 |\n"
-        "|---|--:|--:|--:|--:|--:|--:|--:|"
-    )
+def _table(rows, paths):
+    cols = "".join(f" {p} int8 GEMM | ratio | {p} fused qlinear | ratio |" for p in paths)
+    head = f"| M x K x N | thr | ORT MatMulInteger |{cols} numpy f32 |\n|---|--:|--:|" + "--:|" * (4 * len(paths) + 1)
     lines = [head]
     for r in rows:
         g = {k: v["gops"] for k, v in r["results"].items()}
         np_col = f"{g['numpy_f32']:.0f}" if "numpy_f32" in g else "-"
-        lines.append(
-            f"| {r['M']}x{r['K']}x{r['N']} | {r['threads']} | {g['ort_int8']:.0f} | {g['ours_int8']:.0f} | "
-            f"{g['ours_int8'] / g['ort_int8']:.2f} | {g['ours_fused']:.0f} | {g['ours_fused'] / g['ort_int8']:.2f} | "
-            f"{np_col} |"
+        ours = "".join(
+            f" {g[f'{p}_{kind}']:.0f} | {g[f'{p}_{kind}'] / g['ort_int8']:.2f} |" for p in paths for kind in ("int8", "fused")
         )
+        lines.append(f"| {r['M']}x{r['K']}x{r['N']} | {r['threads']} | {g['ort_int8']:.0f} |{ours} {np_col} |")
     return "\n".join(lines)
 
 
@@ -138,23 +148,31 @@ def main():
     ap.add_argument("--quick", action="store_true", help="M in (1, 128) only")
     ap.add_argument("--numpy", action="store_true", help="also time numpy f32 matmul")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--paths", default=None, help="comma-separated kernel paths (default: amx,avx512vnni where available)")
+    ap.add_argument("--threads", default=None, help="comma-separated thread counts (default: 1,2)")
+    ap.add_argument("--ms", default=None, help="comma-separated M values (default: all)")
     args = ap.parse_args()
+    paths = args.paths.split(",") if args.paths else _default_paths()
+    threads_list = tuple(int(t) for t in args.threads.split(",")) if args.threads else THREADS
     rng = np.random.default_rng(0)
     ms = (1, 128) if args.quick else MS
+    if args.ms:
+        ms = tuple(int(m) for m in args.ms.split(","))
     rows = []
     load_before = os.getloadavg()
-    for threads in THREADS:
+    for threads in threads_list:
         if threads > numba.config.NUMBA_NUM_THREADS:
             continue
         for K, N in KNS:
             for M in ms:
-                res = _bench_shape(M, K, N, threads, args.reps, rng, args.numpy)
+                res = _bench_shape(M, K, N, threads, args.reps, rng, args.numpy, paths)
                 rows.append({"M": M, "K": K, "N": N, "threads": threads, "results": res})
-                print(_table(rows[-1:]).splitlines()[-1], flush=True)
+                print(_table(rows[-1:], paths).splitlines()[-1], flush=True)
     meta = {
         "cpu": platform.processor() or platform.machine(),
         "llvm_cpu": __import__("llvmlite.binding", fromlist=["x"]).get_host_cpu_name(),
         "kernel_path": cpu.kernel_path(),
+        "paths": paths,
         "numba": numba.__version__,
         "numpy": np.__version__,
         "onnxruntime": ort.__version__,
@@ -170,7 +188,7 @@ def main():
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print()
-    print(_table(rows))
+    print(_table(rows, paths))
 
 
 if __name__ == "__main__":

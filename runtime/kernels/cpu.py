@@ -2,8 +2,13 @@
 
 An explicit x86 intrinsic compiled for a CPU that lacks it aborts the whole
 process, so the path is chosen here, from LLVM's view of the host, before
-any kernel is compiled. ``EDGEBERT_KERNEL`` = auto|portable|avx2|avx512vnni
+any kernel is compiled. ``EDGEBERT_KERNEL`` = auto|portable|avx2|avx512vnni|amx
 forces a path; forcing one the CPU lacks is refused.
+
+AMX also needs the kernel's permission (Linux arch_prctl XTILEDATA; without
+it the first tile instruction raises SIGILL). It is requested once, when the
+path is detected; it is process-wide, so Numba threads started before or
+after it may use AMX.
 """
 
 import functools
@@ -14,10 +19,11 @@ ENV_VAR = "EDGEBERT_KERNEL"
 # Kernel paths, best first. "neon_dot" is reported but runs the portable
 # kernels (LLVM emits sdot from them); it is never forced by name.
 _NEEDS = {
+    "amx": ("amx-tile", "amx-int8", "avx512f", "avx512bw", "avx512vnni"),
     "avx512vnni": ("avx512f", "avx512bw", "avx512vnni"),
     "avx2": ("avx2",),
 }
-CHOICES = ("auto", "portable", "avx2", "avx512vnni")
+CHOICES = ("auto", "portable", "avx2", "avx512vnni", "amx")
 
 
 @functools.lru_cache(maxsize=1)
@@ -29,13 +35,34 @@ def host_features():
 
 
 @functools.lru_cache(maxsize=1)
+def amx_permitted():
+    """Ask Linux for AMX tile data (ARCH_REQ_XCOMP_PERM); True if granted."""
+    if platform.system() != "Linux" or platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    import ctypes
+
+    sys_arch_prctl, req_perm, get_perm, xtiledata = 158, 0x1023, 0x1022, 18
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        if libc.syscall(ctypes.c_long(sys_arch_prctl), ctypes.c_long(req_perm), ctypes.c_ulong(xtiledata)) != 0:
+            return False
+        bits = ctypes.c_ulong(0)
+        if libc.syscall(ctypes.c_long(sys_arch_prctl), ctypes.c_long(get_perm), ctypes.byref(bits)) != 0:
+            return False
+        return bool(bits.value & (1 << xtiledata))
+    except (OSError, AttributeError):
+        return False
+
+
+@functools.lru_cache(maxsize=1)
 def detected_path():
-    """Best path the hardware supports: avx512vnni, avx2, neon_dot or portable."""
+    """Best path the hardware supports: amx, avx512vnni, avx2, neon_dot or portable."""
     feats = host_features()
     machine = platform.machine().lower()
     if machine in ("x86_64", "amd64"):
         for path, needs in _NEEDS.items():
-            if all(f in feats for f in needs):
+            if all(f in feats for f in needs) and (path != "amx" or amx_permitted()):
                 return path
     elif machine in ("aarch64", "arm64") and "dotprod" in feats:
         return "neon_dot"
@@ -45,7 +72,7 @@ def detected_path():
 def available_paths():
     """Kernel paths (names usable with ``EDGEBERT_KERNEL``) this CPU can run."""
     best = detected_path()
-    order = ("avx512vnni", "avx2")
+    order = ("amx", "avx512vnni", "avx2")
     runnable = order[order.index(best):] if best in order else ()
     return tuple(runnable) + ("portable",)
 

@@ -24,7 +24,7 @@ from .gemm_portable import GELU_MAX_ERR, quantize_all
 
 __all__ = ["PackedLinear", "pack_linear", "qlinear", "quantize_rows", "GELU_MAX_ERR"]
 
-_MODULES = {"avx512vnni": "gemm_vnni", "avx2": "gemm_avx2", "portable": "gemm_portable"}
+_MODULES = {"amx": "gemm_amx", "avx512vnni": "gemm_vnni", "avx2": "gemm_avx2", "portable": "gemm_portable"}
 _ACTIVATIONS = ("none", "gelu")
 _MAX_K = (2**31 - 1) // (127 * 127)  # 133,143: int32 accumulation stays exact
 
@@ -94,19 +94,26 @@ def _dynamic(kernel, *args):
     call (measured on 2 shared cores). Each tile is still computed entirely by
     one thread, so results do not depend on the schedule.
     """
-    old = numba.get_parallel_chunksize()
-    numba.set_parallel_chunksize(1)
+    old = numba.set_parallel_chunksize(1)  # returns the previous size
     try:
         return kernel(*args)
     finally:
         numba.set_parallel_chunksize(old)
 
 
+def _aligned_empty(n_bytes, align=64):
+    """Uninitialised u8 buffer starting on an ``align``-byte boundary (AMX tile
+    rows that straddle cache lines load about 3x slower)."""
+    buf = np.empty(n_bytes + align, np.uint8)
+    off = -buf.ctypes.data % align
+    return buf[off : off + n_bytes]
+
+
 def _scratch(dtype, n_bytes, M):
     """Thread-local reusable (quantized rows, row scales): no allocation per call."""
     buf = getattr(_tls, "buf", None)
     if buf is None or buf[0].size < n_bytes or buf[1].size < M:
-        buf = (np.empty(max(n_bytes, 64), np.uint8), np.empty(max(M, 1), np.float32))
+        buf = (_aligned_empty(max(n_bytes, 64)), np.empty(max(M, 1), np.float32))
         _tls.buf = buf
     return buf[0][:n_bytes].view(dtype), buf[1][:M]
 
@@ -137,8 +144,8 @@ def qlinear(x, packed, out=None, activation="none"):
         raise InputError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
     _check_x(x, packed.K)
     M = x.shape[0]
-    if out is None:
-        out = np.empty((M, packed.N), np.float32)
+    if out is None:  # 64-byte aligned rows start: faster tile/vector stores
+        out = _aligned_empty(M * packed.N * 4).view(np.float32).reshape(M, packed.N)
     else:
         _check_out(out, (M, packed.N))
         if np.may_share_memory(x, out):
@@ -178,7 +185,9 @@ def _prepare_rows(q, packed):
     mp = -(-M // mod.MR) * mod.MR
     xq = np.full((mp, packed.Kp), mod.SHIFT, np.int16).astype(mod.SCRATCH_DTYPE)
     xq[:M, :K] = (q.astype(np.int16) + mod.SHIFT).astype(mod.SCRATCH_DTYPE)
-    return xq.reshape(-1)
+    out = _aligned_empty(xq.nbytes).view(mod.SCRATCH_DTYPE)
+    out[:] = xq.reshape(-1)
+    return out
 
 
 def _gemm_i32(xq, packed, out):

@@ -27,6 +27,8 @@ SHAPES = [  # (M, K, N): odd sizes hit every padded/ragged edge
     (4, 64, 64),
     (5, 1, 1),
     (2, 385, 130),
+    (17, 64, 33),  # amx: one 32-row block, 17 live rows
+    (48, 129, 64),  # amx: a full block, then a 16-row half block
     (513, 385, 1153),
 ]
 
@@ -135,12 +137,16 @@ def test_gelu_error_bound():
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_thread_count_and_row_independence(path):
+def test_thread_count_and_row_independence(path, monkeypatch):
     rng = np.random.default_rng(4)
     M, K, N = 37, 385, 1153
     qw, scale, bias = _weights(rng, N, K)
     x = rng.normal(0, 1, (M, K)).astype(np.float32)
     packed = gemm.pack_linear(qw, scale, bias, path=path)
+    if path == "amx":  # small calls run serially: check that, then force parallel
+        y_serial = gemm.qlinear(x, packed, activation="gelu")
+        monkeypatch.setattr(packed.kernels, "SERIAL_OPS", 0)
+        np.testing.assert_array_equal(gemm.qlinear(x, packed, activation="gelu"), y_serial)
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -224,4 +230,53 @@ def test_kernel_path_selection(monkeypatch):
     monkeypatch.setattr(cpu, "detected_path", lambda: "portable")
     with pytest.raises(ValueError, match="cannot run"):
         cpu.kernel_path("avx512vnni")
+    with pytest.raises(ValueError, match="cannot run"):
+        cpu.kernel_path("amx")
     assert cpu.available_paths() == ("portable",)
+
+
+def test_amx_needs_permission(monkeypatch):
+    """Without the kernel's XTILEDATA permission the best path is not amx."""
+    monkeypatch.setattr(cpu, "amx_permitted", lambda: False)
+    assert cpu.detected_path.__wrapped__() != "amx"
+
+
+_AMX_THREADS_SCRIPT = """
+import numba, numpy as np
+from numba import njit, prange
+
+@njit(parallel=True)
+def warm(a):
+    s = 0.0
+    for i in prange(a.size):
+        s += a[i]
+    return s
+
+warm(np.ones(64))  # Numba's worker threads exist before the AMX request
+from edgebert.runtime.kernels import cpu, gemm
+from edgebert.runtime.kernels.gemm_ref import qlinear_ref
+assert cpu.amx_permitted() and cpu.kernel_path("amx") == "amx"
+from edgebert.runtime.kernels import gemm_amx
+gemm_amx.SERIAL_OPS = 0  # always the parallel kernel
+numba.set_num_threads(2)
+rng = np.random.default_rng(6)
+qw = rng.integers(-127, 128, size=(200, 97), dtype=np.int8)
+scale, bias = np.full(200, 0.01, np.float32), np.zeros(200, np.float32)
+x = rng.normal(0, 1, (600, 97)).astype(np.float32)
+y = gemm.qlinear(x, gemm.pack_linear(qw, scale, bias, path="amx"))
+np.testing.assert_array_equal(y, qlinear_ref(x, qw, scale, bias, "none"))
+print("ok")
+"""
+
+
+@pytest.mark.skipif("amx" not in PATHS, reason="no AMX on this CPU/OS")
+def test_amx_threads_started_before_permission():
+    """The XTILEDATA permission is process-wide: workers that existed before
+    the request run tiles too (a failure here is SIGILL, so a subprocess)."""
+    import subprocess
+    import sys
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    r = subprocess.run([sys.executable, "-c", _AMX_THREADS_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), (r.returncode, r.stderr[-2000:])
