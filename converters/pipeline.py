@@ -9,6 +9,7 @@ import numpy as np
 from edgebert.errors import UnsupportedModel
 
 from . import bert, heads  # noqa: F401  (register the BERT loaders)
+from . import calibrate as calibrate_mod
 from . import quantize
 from .graph import build_graph
 from .registry import get_loader
@@ -18,16 +19,28 @@ from .spec import ModelSpec
 DTYPES = ("int8", "float32")
 
 
-def convert(src: str | Path, out: str | Path, dtype: str = "int8", allow_pickle: bool = False) -> dict:
-    """Convert a model folder into one ``.edgebert`` file; returns the per-tensor error report."""
+def convert(src: str | Path, out: str | Path, dtype: str = "int8", allow_pickle: bool = False,
+            calibrate: str | Path | None = None, smooth_alpha: float = calibrate_mod.DEFAULT_ALPHA,
+            float32_layers: int = 0) -> dict:
+    """Convert a model folder into one ``.edgebert`` file; returns the per-tensor error report.
+
+    int8 only: ``calibrate`` is a text file (one text per line) for SmoothQuant
+    and the sensitivity ranking (default: the built-in set); ``smooth_alpha``
+    0 turns smoothing off; ``float32_layers`` is how many of the most
+    sensitive linear layers keep float32 activations (speed budget).
+    """
     from edgebert.format import write_model
 
     if dtype not in DTYPES:
         raise UnsupportedModel(f"dtype {dtype!r} is not supported; supported: {', '.join(DTYPES)}")
     spec = load(src, allow_pickle=allow_pickle)
     validate(spec)
-    tensors, report = quantize_spec(spec, dtype)
-    write_model(out, tensors, metadata(spec, dtype, report))
+    plan = None
+    if dtype == "int8":
+        texts, source = calibrate_mod.calibration_texts(calibrate)
+        plan = calibrate_mod.make_plan(spec, texts, source, alpha=smooth_alpha, float32_budget=float32_layers)
+    tensors, report = quantize_spec(spec, dtype, plan)
+    write_model(out, tensors, metadata(spec, dtype, report, plan))
     return report
 
 
@@ -56,13 +69,21 @@ def validate(spec: ModelSpec) -> None:
         raise UnsupportedModel(f"max_length {spec.max_length} outside 2..{spec.config.max_position_embeddings}")
 
 
-def quantize_spec(spec: ModelSpec, dtype: str) -> tuple[dict[str, np.ndarray], dict]:
-    """Standard-named tensors ready to save, and the worst error of each quantized one."""
+def quantize_spec(spec: ModelSpec, dtype: str, plan=None) -> tuple[dict[str, np.ndarray], dict]:
+    """Standard-named tensors ready to save, and the worst error of each quantized one.
+
+    With a plan, smoothed linears store ``W * s`` and ``input_scale = 1/s``.
+    """
     tensors, report = {}, {}
     for name, slot in spec.slots.items():
         if dtype == "int8" and slot.kind in ("linear", "embedding"):
-            q, scale, err = quantize.quantize_rows(slot.value)
             base = name.removesuffix(".weight")
+            w = slot.value
+            s = plan.smooth.get(base) if plan is not None else None
+            if s is not None:
+                w = w * s[None, :]
+                tensors[f"{base}.input_scale"] = (1.0 / s).astype(np.float32)
+            q, scale, err = quantize.quantize_rows(w)
             tensors[name], tensors[f"{base}.scale"] = q, scale
             report[name] = err.as_dict()
         else:
@@ -70,10 +91,10 @@ def quantize_spec(spec: ModelSpec, dtype: str) -> tuple[dict[str, np.ndarray], d
     return tensors, report
 
 
-def metadata(spec: ModelSpec, dtype: str, report: dict) -> dict:
+def metadata(spec: ModelSpec, dtype: str, report: dict, plan=None) -> dict:
     if dtype == "int8":
         scheme = {"weights": "int8_symmetric_per_channel", "embeddings": "int8_symmetric_per_row",
-                  "activations": "int8_symmetric_per_token_dynamic",
+                  "activations": "uint8_asymmetric_per_token_dynamic",
                   "scale_convention": "w ~= q * scale[:, None]; scale = amax / 127"}
     else:
         scheme = {"weights": "float32", "embeddings": "float32", "activations": "float32"}
@@ -82,7 +103,7 @@ def metadata(spec: ModelSpec, dtype: str, report: dict) -> dict:
         "edgebert.source_architecture": spec.source_architecture,
         "edgebert.config": spec.config.as_dict(),
         "edgebert.quantization": scheme,
-        "edgebert.graph": build_graph(spec.config, spec.head),
+        "edgebert.graph": _mark_float32(build_graph(spec.config, spec.head), plan),
         "edgebert.tokenizer": spec.tokenizer_json,
         "edgebert.tokenizer_config": {"max_length": spec.max_length, "pad_token_id": spec.pad_token_id},
         "edgebert.pooling": spec.pooling,
@@ -90,6 +111,16 @@ def metadata(spec: ModelSpec, dtype: str, report: dict) -> dict:
     }
     if spec.head is not None:
         meta["edgebert.head"] = spec.head
+    if plan is not None:
+        meta["edgebert.calibration"] = plan.summary()
     return meta
+
+
+def _mark_float32(graph: dict, plan) -> dict:
+    """Linear nodes the plan keeps in higher precision run with float32 activations."""
+    for node in graph["nodes"]:
+        if plan is not None and node["op"] == "linear" and node["params"]["linear"] in plan.float32:
+            node["attrs"]["activations"] = "float32"
+    return graph
 
 

@@ -474,6 +474,7 @@ class OpSpec:
     params: tuple[str, ...]
     attrs: Mapping[str, Callable[[Any], bool]]
     infer: Callable[[dict, "_GraphContext"], list]
+    optional: tuple[str, ...] = ()  # attrs that may be absent
 
 
 @dataclasses.dataclass
@@ -546,7 +547,10 @@ def _infer_embed(node: dict, ctx: _GraphContext) -> list:
 
 def _infer_linear(node: dict, ctx: _GraphContext) -> list:
     (width,) = node["_widths"]
-    n, _ = ctx.weight(node["params"]["linear"], None, width, bias=True)
+    prefix = node["params"]["linear"]
+    n, _ = ctx.weight(prefix, None, width, bias=True)
+    if prefix + ".input_scale" in ctx.tensors:  # SmoothQuant: x * input_scale before quantizing
+        ctx.expect(prefix + ".input_scale", (width,))
     return [n]
 
 
@@ -609,7 +613,8 @@ def _check_activation_inputs(infer: Callable) -> Callable:
 OPS: dict[str, OpSpec] = {
     "embed": OpSpec(3, 1, ("word", "position", "token_type", "norm"), {"eps": _positive_number}, _check_embed_inputs),
     "linear": OpSpec(
-        1, 1, ("linear",), {"activation": _one_of("none", "gelu", "tanh")}, _check_activation_inputs(_infer_linear)
+        1, 1, ("linear",), {"activation": _one_of("none", "gelu", "tanh"), "activations": _one_of("int8", "float32")},
+        _check_activation_inputs(_infer_linear), optional=("activations",)
     ),
     "attention": OpSpec(2, 1, (), {"num_heads": _positive_int}, _check_activation_inputs(_infer_attention)),
     "add_norm": OpSpec(2, 1, ("norm",), {"eps": _positive_number}, _check_activation_inputs(_infer_add_norm)),
@@ -670,9 +675,11 @@ def _validate_node(node: Any, widths: dict[str, Any], ctx: _GraphContext) -> lis
         isinstance(v, str) and v for v in params.values()
     ):
         raise ValueError(f"params {_show(params)} must be exactly {list(spec.params)} with tensor name prefixes")
-    if not isinstance(attrs, dict) or set(attrs) != set(spec.attrs):
-        raise ValueError(f"attrs {_show(attrs)} must be exactly {list(spec.attrs)}")
+    required = set(spec.attrs) - set(spec.optional)
+    if not isinstance(attrs, dict) or not required <= set(attrs) <= set(spec.attrs):
+        raise ValueError(f"attrs {_show(attrs)} must be {sorted(required)}"
+                         + (f" (optional: {list(spec.optional)})" if spec.optional else ""))
     for key, ok in spec.attrs.items():
-        if not ok(attrs[key]):
+        if key in attrs and not ok(attrs[key]):
             raise ValueError(f"attr {_show(key)} has invalid value {_show(attrs[key])}")
     return spec.infer({**node, "_widths": [widths[name] for name in ins]}, ctx)

@@ -29,6 +29,12 @@ def as_text(item: object, index: int) -> str:
     return item
 
 
+# A prefix of this many characters per allowed token is tokenized first (a
+# BERT token covers at least one character, usually four or more).
+CHARS_PER_TOKEN_BOUND = 16
+EXACT_COUNT_CHARS = 100_000  # longer refused texts get a lower bound, not a full tokenization
+
+
 class TextEncoder:
     """Wraps the model's tokenizer with its truncation length."""
 
@@ -39,7 +45,8 @@ class TextEncoder:
             raise InvalidModelFile(f"the tokenizer inside the model file cannot be loaded ({e})") from None
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
-        # A second instance truncates as the model's own tokenizer does (specials kept).
+        # A second instance truncates as the model's own tokenizer does (specials kept);
+        # its ``overflowing`` says whether a text was cut.
         self.truncating = Tokenizer.from_str(tokenizer_json)
         self.truncating.no_padding()
         self.truncating.enable_truncation(max_length)
@@ -47,16 +54,38 @@ class TextEncoder:
 
     def encode(self, texts: Sequence[str], first_index: int = 0, truncate: bool = True
                ) -> list[tuple[list[int], list[int]]]:
-        """(ids, type_ids) per text; over-long texts are cut to max_length or refused."""
-        tokenizer = self.truncating if truncate else self.tokenizer
-        encodings = tokenizer.encode_batch(list(texts))
+        """(ids, type_ids) per text; over-long texts are cut to max_length or refused.
+
+        A very long text is tokenized from a prefix cut at whitespace: BERT's
+        tokenization is word-local, so when the prefix alone fills the model,
+        its tokens are the full text's first tokens and the truncated result
+        is the same, without tokenizing megabytes that would be thrown away.
+        """
+        limit = CHARS_PER_TOKEN_BOUND * self.max_length
+        cut = [_prefix_at_whitespace(t, limit) for t in texts]
+        encodings = self.truncating.encode_batch(cut)
         out = []
         for i, enc in enumerate(encodings):
-            if len(enc.ids) > self.max_length:
-                raise InputError(f"text {first_index + i} has {len(enc.ids)} tokens, more than the model's "
-                                 f"maximum of {self.max_length}; pass truncate=True to cut it")
+            overflowed = bool(enc.overflowing)
+            if cut[i] is not texts[i] and not overflowed:
+                enc = self.truncating.encode(texts[i])  # the prefix did not fill the model: use all of it
+                overflowed = bool(enc.overflowing)
+            if overflowed and not truncate:
+                full = len(self.tokenizer.encode(texts[i]).ids) if len(texts[i]) <= EXACT_COUNT_CHARS else None
+                size = f"{full} tokens" if full is not None else f"more than {self.max_length} tokens " \
+                    f"({len(texts[i])} characters)"
+                raise InputError(f"text {first_index + i} has {size}, more than the model's maximum of "
+                                 f"{self.max_length}; pass truncate=True to cut it")
             out.append((enc.ids, enc.type_ids))
         return out
+
+
+def _prefix_at_whitespace(text: str, limit: int) -> str:
+    """``text`` itself when short; else its start up to the last whitespace before ``limit``."""
+    if len(text) <= limit:
+        return text
+    cut = max(text.rfind(" ", 0, limit), text.rfind("\n", 0, limit), text.rfind("\t", 0, limit))
+    return text[:cut] if cut > 0 else text
 
 
 def chunks(items: Iterable, size: int):

@@ -82,9 +82,12 @@ class Executor:
             raise InvalidModelFile(f"linear {prefix}: activation {act!r} is not supported")
         w, bias = self._t(prefix + ".weight"), self._t(prefix + ".bias")
         scale = self.tensors.get(prefix + ".scale")
+        input_scale = self.tensors.get(prefix + ".input_scale")  # SmoothQuant: x * input_scale, then quantize
         (x_name,), (out_name,) = node["inputs"], node["outputs"]
         self.width[out_name] = w.shape[0]
-        if w.dtype == np.float32:
+        if w.dtype == np.float32 or node["attrs"].get("activations") == "float32":
+            w = _effective_float_weight(w, scale, input_scale)  # kept in higher precision: float activations
+
             def step(v):
                 v[out_name] = ref.linear_f32_ref(v[x_name], w, bias, act)
             return step
@@ -92,10 +95,10 @@ class Executor:
             from .kernels.gemm_ref import qlinear_ref
 
             def step(v):
-                v[out_name] = qlinear_ref(v[x_name], w, scale, bias, act)
+                v[out_name] = qlinear_ref(v[x_name], w, scale, bias, act, input_scale=input_scale)
             return step
         from .kernels import gemm
-        packed = gemm.pack_linear(w, scale, bias)
+        packed = gemm.pack_linear(w, scale, bias, input_scale=input_scale)
 
         def step(v):
             x = v[x_name]
@@ -229,3 +232,12 @@ class Executor:
         for step in self.steps[:last + 1]:
             step(values)
         return {name: values[name] for name in names}
+
+
+def _effective_float_weight(w, scale, input_scale):
+    """The float32 (N, K) weight a float-activation linear multiplies by: dequantized, smoothing folded in."""
+    if w.dtype == np.int8:
+        w = w.astype(np.float32) * scale[:, None]
+    if input_scale is not None:
+        w = w * input_scale[None, :]
+    return np.ascontiguousarray(w, dtype=np.float32)

@@ -101,3 +101,24 @@ def test_threads_setting_is_checked(tiny_int8, monkeypatch):
         edgebert.load(tiny_int8)
     monkeypatch.setenv("EDGEBERT_NUM_THREADS", "1")
     assert edgebert.load(tiny_int8).threads == 1
+
+
+def test_ten_megabyte_text_is_cut_early_and_exactly(model):
+    """A 10 MB text gives the same embedding as any prefix that already fills the model."""
+    huge = "word " * 2_000_000
+    np.testing.assert_array_equal(model.embed([huge]), model.embed(["word " * 1000]))
+    with pytest.raises(InputError, match=r"text 0 has more than 128 tokens \(10000000 characters\)"):
+        model.embed([huge], truncate=False)
+
+
+def test_prefix_without_enough_tokens_falls_back_to_whole_text(model):
+    """Mostly whitespace: the character prefix holds few tokens, so the whole text is tokenized."""
+    text = " " * 5000 + "word " * 200
+    ids = model.tokenize([text])[0][0]
+    assert len(ids) == model.max_length and ids[1] != 102
+
+
+def test_control_characters_and_odd_unicode_have_defined_results(model):
+    texts = ["\x00\x01\x1f", "\u200b\u200d", "🙂" * 50, "a\tb\nc\r\n", "ﬁ ligature İstanbul"]
+    out = model.embed(texts)
+    assert out.shape == (5, model.dim) and np.isfinite(out).all()

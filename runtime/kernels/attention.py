@@ -15,9 +15,9 @@ import math
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit, prange
+
+from .bits import bits_f32
 
 LANES = 16
 # exp(x) for x <= 0 as 2^k * p(r), k = round(x / ln 2), r = x - k ln 2 in
@@ -38,14 +38,6 @@ def make_scratch(max_len: int, head_dim: int) -> np.ndarray:
     return np.empty((numba.config.NUMBA_NUM_THREADS, scratch_size(max_len, head_dim)), dtype=np.float32)
 
 
-@intrinsic
-def _bits_as_f32(typingctx, x):
-    """Reinterpret int32 bits as float32 (a free bitcast LLVM can vectorise)."""
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
 @njit(cache=True, inline="always", fastmath=True)
 def _exp_nonpositive(p, n):
     """p[:n] = exp(p[:n]) for p <= 0."""
@@ -56,7 +48,7 @@ def _exp_nonpositive(p, n):
         r = x - kf * _LN2_HI - kf * _LN2_LO
         poly = np.float32(1.0) + r * (np.float32(1.0) + r * (np.float32(0.5) + r * (
             np.float32(1.0 / 6) + r * (np.float32(1.0 / 24) + r * (np.float32(1.0 / 120) + r * np.float32(1.0 / 720))))))
-        p[j] = poly * _bits_as_f32((k + np.int32(127)) << np.int32(23))
+        p[j] = poly * bits_f32((k + np.int32(127)) << np.int32(23))
 
 
 @njit(cache=True, inline="always", fastmath=True)

@@ -3,10 +3,12 @@
     packed = pack_linear(qw, scale, bias)        # once per layer
     y = qlinear(x, packed, activation="gelu")    # x (M, K) f32 -> y (M, N) f32
 
-Semantics (every path, bit for bit on the integer part):
-per-row symmetric activation quantization q = clip(rint(x * 127/amax)),
-sa = amax/127; acc = q @ qw.T in exact int32;
-y = float32(acc) * (sa[m] * scale[n]) + bias[n]; optional erf GELU within
+Semantics (every path, bit for bit):
+xs = x * input_scale (SmoothQuant, ones by default); per row, around its
+centre c = (max + min)/2 with half-range r: q = clip(rint((xs - c) * 127/r)),
+sa = r/127 (the row's whole range on 255 levels); acc = q @ qw.T in exact
+int32; y = float32(acc) * (sa[m] * scale[n]) + (c[m] * wsum[n] + bias[n])
+with wsum = scale * rowsum(qw); optional erf GELU within
 ``GELU_MAX_ERR``. The path's module is imported (so its intrinsics compiled)
 only when selected: see ``cpu.py``.
 """
@@ -46,7 +48,9 @@ class PackedLinear:
     w: np.ndarray  # packed int8 weights, layout private to the path
     corr: np.ndarray  # (Np,) int32 zero-point correction (128*colsum or 0)
     scale: np.ndarray  # (N,) float32 per output row
+    wsum: np.ndarray  # (N,) float32 scale * colsum(qw): the row-centre term c * sum_k W[n, k]
     bias: np.ndarray  # (N,) float32
+    input_scale: np.ndarray  # (K,) float32 per input channel (SmoothQuant), ones when absent
     kernels: object = field(repr=False)  # the path's module
 
 
@@ -60,8 +64,8 @@ def _check_vector(name, v, n):
     return np.ascontiguousarray(v)
 
 
-def pack_linear(qw, scale, bias=None, path=None):
-    """Validate int8 weights qw (N, K), scale (N,), bias (N,)|None and pack them.
+def pack_linear(qw, scale, bias=None, input_scale=None, path=None):
+    """Validate int8 weights qw (N, K), scale (N,), bias (N,)|None, input_scale (K,)|None; pack them.
 
     ``path`` forces a kernel path (default: ``EDGEBERT_KERNEL`` or the best
     this CPU runs).
@@ -79,9 +83,16 @@ def pack_linear(qw, scale, bias=None, path=None):
         raise InputError(f"K={K} exceeds {_MAX_K}: 127*127*K could overflow the int32 accumulators")
     scale = _check_vector("scale", scale, N)
     bias = np.zeros(N, np.float32) if bias is None else _check_vector("bias", bias, N)
+    input_scale = np.ones(K, np.float32) if input_scale is None else _check_vector("input_scale", input_scale, K)
     path, mod = _path_module(path)
     w, corr, Kp = mod.pack(qw)
-    return PackedLinear(path, N, K, Kp, w, corr, scale.copy(), bias.copy(), mod)
+    return PackedLinear(path, N, K, Kp, w, corr, scale.copy(), row_sums(qw, scale), bias.copy(), input_scale.copy(),
+                        mod)
+
+
+def row_sums(qw, scale):
+    """scale[n] * sum_k qw[n, k] in float32 (the integer sum is exact below 2**24)."""
+    return qw.sum(axis=1, dtype=np.int64).astype(np.float32) * scale
 
 
 _tls = threading.local()
@@ -112,10 +123,10 @@ def _aligned_empty(n_bytes, align=64):
 def _scratch(dtype, n_bytes, M):
     """Thread-local reusable (quantized rows, row scales): no allocation per call."""
     buf = getattr(_tls, "buf", None)
-    if buf is None or buf[0].size < n_bytes or buf[1].size < M:
-        buf = (_aligned_empty(max(n_bytes, 64)), np.empty(max(M, 1), np.float32))
+    if buf is None or buf[0].size < n_bytes or buf[1].size < 2 * M:
+        buf = (_aligned_empty(max(n_bytes, 64)), np.empty(max(2 * M, 2), np.float32))
         _tls.buf = buf
-    return buf[0][:n_bytes].view(dtype), buf[1][:M]
+    return buf[0][:n_bytes].view(dtype), buf[1][:2 * M].reshape(2, M)
 
 
 def _check_x(x, K):
@@ -154,28 +165,32 @@ def qlinear(x, packed, out=None, activation="none"):
         return out
     mod = packed.kernels
     mp = -(-M // mod.MR) * mod.MR
-    xq, sa = _scratch(mod.SCRATCH_DTYPE, mp * packed.Kp * np.dtype(mod.SCRATCH_DTYPE).itemsize, M)
+    xq, rowq = _scratch(mod.SCRATCH_DTYPE, mp * packed.Kp * np.dtype(mod.SCRATCH_DTYPE).itemsize, M)
     bad = _dynamic(
-        mod.qlinear_kernel, x, packed.w, packed.corr, packed.scale, packed.bias, out, xq, sa, packed.Kp, activation == "gelu"
+        mod.qlinear_kernel, x, packed.w, packed.corr, packed.scale, packed.wsum, packed.bias, packed.input_scale, out,
+        xq, rowq, packed.Kp, activation == "gelu"
     )
     if bad:
         raise InputError(f"x has NaN or Inf in {bad} of its {M} rows")
     return out
 
 
-def quantize_rows(x):
-    """Fast per-row symmetric int8 quantization: x (M, K) f32 -> (q int8 (M, K), sa (M,) f32)."""
+def quantize_rows(x, input_scale=None):
+    """Fast per-row quantization around the row centre: x (M, K) f32 -> q int8 (M, K), sa (M,), c (M,).
+
+    x * input_scale ~= q * sa[:, None] + c[:, None] (see gemm_portable.quantize_row).
+    """
     if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 2:
         raise InputError(f"x must be a 2-D float32 numpy array, got {getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}")
     x = np.ascontiguousarray(x)
     M, K = x.shape
     q = np.empty((M, K), np.int8)
-    sa = np.empty(M, np.float32)
-    if M and K and quantize_all(x, q.reshape(-1), sa, 0, K):
+    rowq = np.zeros((2, M), np.float32)
+    rowq[0] = 1
+    in_scale = np.ones(K, np.float32) if input_scale is None else _check_vector("input_scale", input_scale, K)
+    if M and K and quantize_all(x, q.reshape(-1), rowq, 0, K, in_scale):
         raise InputError("x contains NaN or Inf")
-    if K == 0:
-        sa[:] = 1
-    return q, sa
+    return q, rowq[0].copy(), rowq[1].copy()
 
 
 def _prepare_rows(q, packed):

@@ -216,7 +216,7 @@ def _store_half(dst, base, stride):
 
 
 @njit(**JIT_OPTS)
-def _task(xq, Kp, wp, corr, M, mb0, mb1, nt0, nt1, out, int_out, sa, sw, bias, gelu):
+def _task(xq, Kp, wp, corr, M, mb0, mb1, nt0, nt1, out, int_out, rowq, sw, wsum, bias, gelu):
     """Register blocks mb0..mb1 (rows) x nt0..nt1 (columns) -> out (M, N).
 
     Row panels outermost, so ``out`` is written row-contiguously. The C tiles
@@ -269,7 +269,7 @@ def _task(xq, Kp, wp, corr, M, mb0, mb1, nt0, nt1, out, int_out, sa, sw, bias, g
                         outf[base + j] = acc[r * NR + j]
         if not int_out:  # the row panel is still in cache
             for m in range(m0, m0 + rows):
-                finish_row(out, m, nt0 * NR, min(nt1 * NR, N), sa[m], sw, bias, gelu)
+                finish_row(out, m, nt0 * NR, min(nt1 * NR, N), rowq, sw, wsum, bias, gelu)
     tile_release()
 
 
@@ -304,14 +304,15 @@ def _split(M, N):
 SERIAL_OPS = 48_000_000
 
 
-def qlinear_kernel(x, wp, corr, sw, bias, out, xq, sa, Kp, gelu):
+def qlinear_kernel(x, wp, corr, sw, wsum, bias, in_scale, out, xq, rowq, Kp, gelu):
     """Fused quantize + GEMM + dequant (+GELU). x (M, K) f32 -> out (M, N) f32.
 
-    xq: u8 scratch (>= ceil(M/32)*32*Kp,); sa: f32 scratch (>= M,). Returns
+    xq: u8 scratch (>= ceil(M/32)*32*Kp,); rowq: f32 scratch (2, >= M). Returns
     the number of rows with NaN/Inf (their output is garbage).
     """
     small = 2 * x.shape[0] * Kp * out.shape[1] < SERIAL_OPS
-    return (_qlinear_serial if small else _qlinear_parallel)(x, wp, corr, sw, bias, out, xq, sa, Kp, gelu)
+    return (_qlinear_serial if small else _qlinear_parallel)(x, wp, corr, sw, wsum, bias, in_scale, out, xq, rowq,
+                                                           Kp, gelu)
 
 
 def gemm_i32_kernel(xq, wp, corr, out, Kp):
@@ -321,35 +322,33 @@ def gemm_i32_kernel(xq, wp, corr, out, Kp):
 
 
 @njit(**JIT_OPTS)
-def _quantize_rows(x, xq, sa, Kp, m0, m1):
+def _quantize_rows(x, xq, rowq, Kp, m0, m1, in_scale):
     """The shared row quantizer on rows m0..m1; returns the number of bad rows."""
     bad = 0
     for m in range(m0, m1):
-        s, ok = quantize_row(x, m, xq, m * Kp, SHIFT, Kp)
-        sa[m] = s
-        if not ok:
+        if not quantize_row(x, m, xq, m * Kp, SHIFT, Kp, in_scale, rowq):
             bad += 1
     return bad
 
 
 @njit(**JIT_OPTS)
-def _qlinear_serial(x, wp, corr, sw, bias, out, xq, sa, Kp, gelu):
+def _qlinear_serial(x, wp, corr, sw, wsum, bias, in_scale, out, xq, rowq, Kp, gelu):
     M = x.shape[0]
     N = out.shape[1]
-    bad = _quantize_rows(x, xq, sa, Kp, 0, M)
-    _task(xq, Kp, wp, corr, M, 0, (M + MR - 1) // MR, 0, (N + NR - 1) // NR, out, False, sa, sw, bias, gelu)
+    bad = _quantize_rows(x, xq, rowq, Kp, 0, M, in_scale)
+    _task(xq, Kp, wp, corr, M, 0, (M + MR - 1) // MR, 0, (N + NR - 1) // NR, out, False, rowq, sw, wsum, bias, gelu)
     return bad
 
 
 @njit(parallel=True, **JIT_OPTS)
-def _qlinear_parallel(x, wp, corr, sw, bias, out, xq, sa, Kp, gelu):
+def _qlinear_parallel(x, wp, corr, sw, wsum, bias, in_scale, out, xq, rowq, Kp, gelu):
     M = x.shape[0]
     N = out.shape[1]
     # 64 rows per parallel iteration: qlinear runs kernels with chunk size 1,
     # where one iteration per row costs more scheduling than quantizing.
     bad = 0
     for qb in prange((M + 63) // 64):
-        bad += _quantize_rows(x, xq, sa, Kp, qb * 64, min(qb * 64 + 64, M))
+        bad += _quantize_rows(x, xq, rowq, Kp, qb * 64, min(qb * 64 + 64, M), in_scale)
     mbs, nbs, n_mt, n_nt = _split(M, N)
     n_mb = (M + MR - 1) // MR
     n_nb = (N + NR - 1) // NR
@@ -357,7 +356,8 @@ def _qlinear_parallel(x, wp, corr, sw, bias, out, xq, sa, Kp, gelu):
     for t in prange(n_mt * n_nt):
         mt, nt = t // n_nt, t % n_nt
         mb0, nb0 = mt * mbs, nt * nbs
-        _task(xq, Kp, wp, corr, M, mb0, min(mb0 + mbs, n_mb), nb0, min(nb0 + nbs, n_nb), out, False, sa, sw, bias, gelu)
+        _task(xq, Kp, wp, corr, M, mb0, min(mb0 + mbs, n_mb), nb0, min(nb0 + nbs, n_nb), out, False, rowq, sw, wsum,
+              bias, gelu)
     return bad
 
 
@@ -365,7 +365,8 @@ def _qlinear_parallel(x, wp, corr, sw, bias, out, xq, sa, Kp, gelu):
 def _gemm_i32_serial(xq, wp, corr, out, Kp):
     M, N = out.shape
     none = np.empty(0, np.float32)
-    _task(xq, Kp, wp, corr, M, 0, (M + MR - 1) // MR, 0, (N + NR - 1) // NR, out, True, none, none, none, False)
+    none2 = np.empty((2, 0), np.float32)
+    _task(xq, Kp, wp, corr, M, 0, (M + MR - 1) // MR, 0, (N + NR - 1) // NR, out, True, none2, none, none, none, False)
 
 
 @njit(parallel=True, **JIT_OPTS)
@@ -375,7 +376,9 @@ def _gemm_i32_parallel(xq, wp, corr, out, Kp):
     n_mb = (M + MR - 1) // MR
     n_nb = (N + NR - 1) // NR
     none = np.empty(0, np.float32)
+    none2 = np.empty((2, 0), np.float32)
     for t in prange(n_mt * n_nt):
         mt, nt = t // n_nt, t % n_nt
         mb0, nb0 = mt * mbs, nt * nbs
-        _task(xq, Kp, wp, corr, M, mb0, min(mb0 + mbs, n_mb), nb0, min(nb0 + nbs, n_nb), out, True, none, none, none, False)
+        _task(xq, Kp, wp, corr, M, mb0, min(mb0 + mbs, n_mb), nb0, min(nb0 + nbs, n_nb), out, True, none2, none, none,
+              none, False)

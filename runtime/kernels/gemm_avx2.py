@@ -102,15 +102,15 @@ def _tile(xq, Kp, m0, wp, nt, out, M, N, corr):
 
 
 @njit(parallel=True, **JIT_OPTS)
-def qlinear_kernel(x, wp, corr, sw, bias, out, xq, sa, Kp, gelu):
+def qlinear_kernel(x, wp, corr, sw, wsum, bias, in_scale, out, xq, rowq, Kp, gelu):
     """Fused quantize + GEMM + dequant (+GELU). x (M, K) f32 -> out (M, N) f32.
 
-    xq: int16 scratch (>= ceil(M/4)*4*Kp,); sa: f32 scratch (>= M,). Returns
+    xq: int16 scratch (>= ceil(M/4)*4*Kp,); rowq: f32 scratch (2, >= M). Returns
     the number of rows with NaN/Inf (their output is garbage).
     """
     M = x.shape[0]
     N = out.shape[1]
-    bad = quantize_all(x, xq, sa, SHIFT, Kp)
+    bad = quantize_all(x, xq, rowq, SHIFT, Kp, in_scale)
     outf = out.reshape(-1)
     n_mt = (M + MR - 1) // MR
     n_nt = (N + NR - 1) // NR
@@ -121,7 +121,7 @@ def qlinear_kernel(x, wp, corr, sw, bias, out, xq, sa, Kp, gelu):
         m0, n0 = mt * MR, nt * NR
         _tile(xq, Kp, m0, wp, nt, outf, M, N, corr)
         for m in range(m0, min(m0 + MR, M)):
-            finish_row(out, m, n0, min(n0 + NR, N), sa[m], sw, bias, gelu)
+            finish_row(out, m, n0, min(n0 + NR, N), rowq, sw, wsum, bias, gelu)
     return bad
 
 

@@ -12,6 +12,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .bits import bits_f32, f32_bits
+
 F32 = np.float32
 MR = 4  # rows per tile
 NR = 16  # columns per tile (weights are padded to a multiple of this)
@@ -62,66 +64,87 @@ def gelu32(y):
 
 
 @njit(**JIT_OPTS)
-def finish_row(out, m, n0, n1, sa_m, sw, bias, gelu):
-    """out[m, n0:n1] holds float32(acc); make it acc*(sa*sw)+bias, then GELU."""
+def finish_row(out, m, n0, n1, rowq, sw, wsum, bias, gelu):
+    """out[m, n0:n1] holds float32(acc); make it acc*(sa*sw) + (c*wsum + bias), then GELU.
+
+    rowq[0, m] = sa, rowq[1, m] = c: the row was quantized around its centre c,
+    so x = q*sa + c and W x = sa*(W q) + c*sum_k W[:, k] (wsum = sw * colsum(q_w)).
+    """
     o = out[m, n0:n1]
     s = sw[n0:n1]
+    ws = wsum[n0:n1]
     b = bias[n0:n1]
+    sa_m = rowq[0, m]
+    c_m = rowq[1, m]
     if gelu:
         for j in range(o.shape[0]):
-            o[j] = gelu32(o[j] * (sa_m * s[j]) + b[j])
+            o[j] = gelu32(o[j] * (sa_m * s[j]) + (c_m * ws[j] + b[j]))
     else:
         for j in range(o.shape[0]):
-            o[j] = o[j] * (sa_m * s[j]) + b[j]
+            o[j] = o[j] * (sa_m * s[j]) + (c_m * ws[j] + b[j])
+
+
+@njit(inline="always", **JIT_OPTS)
+def _order_key(bits):
+    """float32 bits (as int32) -> int32 that sorts like the float (an involution)."""
+    return bits ^ ((bits >> np.int32(31)) & np.int32(0x7FFFFFFF))
 
 
 @njit(**JIT_OPTS)
-def quantize_row(x, m, dst, base, shift, kpad):
-    """Quantize x[m, :] into dst[base:base+kpad] as q + shift; return (sa, ok).
+def quantize_row(x, m, dst, base, shift, kpad, in_scale, rowq):
+    """Quantize x[m, :] * in_scale around its centre into dst[base:base+kpad] as q + shift.
 
-    amax is a max over the float bits with the sign cleared: an integer
-    reduction, which vectorises where a float max reduction does not, and
-    orders finite non-negative floats exactly like their values. Columns
-    K..kpad get ``shift`` (q = 0). ok is False for a row with NaN or Inf.
-    A row whose 127/amax overflows (amax 0 or < ~3.7e-37) quantizes to 0, sa 1.
+    xs = x * in_scale; c = (max + min) / 2, r = (max - min) / 2, sa = r / 127,
+    q = clip(rint((xs - c) * (127 / r)), -127, 127): the row's whole range maps
+    onto 255 levels (what an asymmetric uint8 scheme gets), while q stays a
+    symmetric int8 for the int8 kernels. Writes rowq[0, m] = sa, rowq[1, m] = c.
+    min/max run over order-preserving integer keys of the float bits, an
+    integer reduction that vectorises where float min/max do not. Columns
+    K..kpad get ``shift`` (q = 0). Returns False for a row with NaN or Inf.
+    A constant row (or r < ~3.7e-37) quantizes to q = 0, sa = 1: x = c exactly.
     """
     K = x.shape[1]
     xr = x[m]
     d = dst[base : base + kpad]
-    bits = xr.view(np.uint32)
-    amax_bits = np.uint32(0)
+    lo_key = np.int32(0x7FFFFFFF)
+    hi_key = np.int32(-0x7FFFFFFF - 1)
     for k in range(K):
-        b = np.uint32(bits[k] & np.uint32(0x7FFFFFFF))
-        amax_bits = b if b > amax_bits else amax_bits
+        key = _order_key(f32_bits(xr[k] * in_scale[k]))
+        lo_key = key if key < lo_key else lo_key
+        hi_key = key if key > hi_key else hi_key
     for k in range(K, kpad):
         d[k] = shift
-    if amax_bits >= np.uint32(0x7F800000):
-        return F32(1.0), False
-    amax = np.uint32(amax_bits).view(np.float32)
-    inv = F32(127.0) / amax if amax != F32(0.0) else F32(np.inf)
-    if inv == F32(np.inf):
-        # All zero, or amax < 127/FLT_MAX (~3.7e-37): treated as a zero row,
-        # since x * inf would give NaN for the zeros.
+    lo = bits_f32(_order_key(lo_key))
+    hi = bits_f32(_order_key(hi_key))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        rowq[0, m] = F32(1.0)
+        rowq[1, m] = F32(0.0)
+        return False
+    c = (hi + lo) * F32(0.5)
+    r = (hi - lo) * F32(0.5)
+    inv = F32(127.0) / r if r != F32(0.0) else F32(np.inf)
+    rowq[1, m] = c
+    if inv == F32(np.inf) or not np.isfinite(c):
         for k in range(K):
             d[k] = shift
-        return F32(1.0), True
+        rowq[0, m] = F32(1.0)
+        return np.isfinite(c)
     for k in range(K):
-        v = np.rint(xr[k] * inv)
+        v = np.rint((xr[k] * in_scale[k] - c) * inv)
         v = v if v > F32(-127.0) else F32(-127.0)
         v = v if v < F32(127.0) else F32(127.0)
         d[k] = np.int32(v) + shift
-    return amax / F32(127.0), True
+    rowq[0, m] = r / F32(127.0)
+    return True
 
 
 @njit(parallel=True, **JIT_OPTS)
-def quantize_all(x, dst, sa, shift, kpad):
+def quantize_all(x, dst, rowq, shift, kpad, in_scale):
     """Quantize every row of x into dst (rows of kpad); return #bad rows."""
     M = x.shape[0]
     bad = 0
     for m in prange(M):
-        s, ok = quantize_row(x, m, dst, m * kpad, shift, kpad)
-        sa[m] = s
-        if not ok:
+        if not quantize_row(x, m, dst, m * kpad, shift, kpad, in_scale, rowq):
             bad += 1
     return bad
 
@@ -157,15 +180,15 @@ def _tile(xq, w, out, M, N, K, m0, n0):
 
 
 @njit(parallel=True, **JIT_OPTS)
-def qlinear_kernel(x, w, corr, sw, bias, out, xq, sa, Kp, gelu):
+def qlinear_kernel(x, w, corr, sw, wsum, bias, in_scale, out, xq, rowq, Kp, gelu):
     """Fused quantize + GEMM + dequant (+GELU); x (M, K), w (Np*K,), out (M, N).
 
-    xq: int8 scratch (>= M*K,); sa: f32 scratch (>= M,). Returns the number
-    of rows with NaN/Inf (their output is garbage). Kp == K here.
+    xq: int8 scratch (>= M*K,); rowq: f32 scratch (2, >= M). Returns the
+    number of rows with NaN/Inf (their output is garbage). Kp == K here.
     """
     M, K = x.shape
     N = out.shape[1]
-    bad = quantize_all(x, xq, sa, 0, K)
+    bad = quantize_all(x, xq, rowq, 0, K, in_scale)
     n_mt = (M + MR - 1) // MR
     n_nt = (N + NR - 1) // NR
     # Tile t -> (nt, mt), mt fastest: a thread's contiguous chunk reuses a
@@ -175,7 +198,7 @@ def qlinear_kernel(x, w, corr, sw, bias, out, xq, sa, Kp, gelu):
         m0, n0 = mt * MR, nt * NR
         _tile(xq, w, out, M, N, K, m0, n0)
         for m in range(m0, min(m0 + MR, M)):
-            finish_row(out, m, n0, min(n0 + NR, N), sa[m], sw, bias, gelu)
+            finish_row(out, m, n0, min(n0 + NR, N), rowq, sw, wsum, bias, gelu)
     return bad
 
 

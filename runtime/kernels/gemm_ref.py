@@ -12,24 +12,38 @@ import numpy as np
 F32 = np.float32
 
 
-def quantize_rows_ref(x):
-    """Per-row symmetric int8: x (M, K) f32 -> q (M, K) int8, sa (M,) f32.
+def quantize_rows_ref(x, input_scale=None):
+    """Per row around its centre: x (M, K) f32 -> q (M, K) int8, sa (M,), c (M,) f32.
 
-    A row whose 127/amax overflows float32 (all zeros, or amax < ~3.7e-37)
-    gets q = 0, sa = 1.
+    xs = x * input_scale; c = (max + min) / 2, r = (max - min) / 2;
+    q = clip(rint((xs - c) * (127 / r)), -127, 127), sa = r / 127, so
+    xs ~= q * sa + c. A row whose 127/r overflows float32 (constant, or
+    r < ~3.7e-37) gets q = 0, sa = 1 (then xs == c exactly).
     """
     x = np.asarray(x, dtype=F32)
-    amax = np.abs(x).max(axis=1) if x.shape[1] else np.zeros(x.shape[0], F32)
+    xs = x if input_scale is None else x * np.asarray(input_scale, F32)[None, :]
     q = np.zeros(x.shape, np.int8)
     sa = np.ones(x.shape[0], F32)
+    c = np.zeros(x.shape[0], F32)
     for m in range(x.shape[0]):
-        with np.errstate(divide="ignore", over="ignore"):
-            inv = F32(127.0) / amax[m]  # float32 division
-        if not np.isfinite(inv):  # amax == 0 or < 127/FLT_MAX: a zero row
+        if x.shape[1] == 0:
             continue
-        q[m] = np.clip(np.rint(x[m] * inv), -127, 127).astype(np.int8)
-        sa[m] = amax[m] / F32(127.0)
-    return q, sa
+        lo, hi = xs[m].min(), xs[m].max()
+        c[m] = (hi + lo) * F32(0.5)
+        r = (hi - lo) * F32(0.5)
+        with np.errstate(divide="ignore", over="ignore"):
+            inv = F32(127.0) / r  # float32 division
+        if not np.isfinite(inv):
+            continue
+        q[m] = np.clip(np.rint((xs[m] - c[m]) * inv), -127, 127).astype(np.int8)
+        sa[m] = r / F32(127.0)
+    return q, sa, c
+
+
+def fake_quantize_rows_ref(x, input_scale=None):
+    """What the runtime's activation quantization keeps of x * input_scale: q * sa + c (float32)."""
+    q, sa, c = quantize_rows_ref(x, input_scale)
+    return q.astype(F32) * sa[:, None] + c[:, None]
 
 
 def gemm_i32_ref(q, qw):
@@ -44,17 +58,18 @@ def gelu_ref(y):
     return 0.5 * y * (1.0 + erf(y / math.sqrt(2.0)))
 
 
-def qlinear_ref(x, qw, scale, bias=None, activation="none"):
-    """y = float32(acc) * (sa[m]*sw[n]) + bias[n], then optional GELU.
+def qlinear_ref(x, qw, scale, bias=None, activation="none", input_scale=None):
+    """y = float32(acc) * (sa[m]*sw[n]) + (c[m]*wsum[n] + bias[n]), then optional GELU.
 
     Returns float32 for activation "none"; float64 for "gelu" (the exact
     value, which the fast float32 GELU must approach within GELU_MAX_ERR).
     """
-    q, sa = quantize_rows_ref(x)
+    q, sa, c = quantize_rows_ref(x, input_scale)
     acc = gemm_i32_ref(q, qw)
-    if bias is None:
-        bias = np.zeros(qw.shape[0], F32)
-    y = acc.astype(F32) * (sa[:, None] * np.asarray(scale, F32)[None, :]) + np.asarray(bias, F32)[None, :]
+    scale = np.asarray(scale, F32)
+    bias = np.zeros(qw.shape[0], F32) if bias is None else np.asarray(bias, F32)
+    wsum = qw.sum(axis=1, dtype=np.int64).astype(F32) * scale
+    y = acc.astype(F32) * (sa[:, None] * scale[None, :]) + (c[:, None] * wsum[None, :] + bias[None, :])
     if activation == "gelu":
         return gelu_ref(y)
     if activation != "none":

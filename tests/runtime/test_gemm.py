@@ -43,14 +43,15 @@ def _weights(rng, N, K):
 def _assert_close(y, x, qw, scale, bias, activation):
     """y vs the reference: exact integer part, named float tolerances."""
     ref = qlinear_ref(x, qw, scale, bias, activation)
-    q, sa = quantize_rows_ref(x)
+    q, sa, c = quantize_rows_ref(x)
     lin = gemm_i32_ref(q, qw).astype(np.float32) * (sa[:, None] * scale[None, :])
+    centre = np.abs(c[:, None] * gemm.row_sums(qw, scale)[None, :])  # the c * wsum term
     if activation == "gelu":
         y_lin = qlinear_ref(x, qw, scale, bias, "none").astype(np.float64)
         tol = gemm_portable.GELU_MAX_ERR * np.maximum(1.0, np.abs(y_lin))
-        tol += DEQUANT_RTOL * (np.abs(lin) + np.abs(bias))  # GELU slope <= 1.13
+        tol += DEQUANT_RTOL * (np.abs(lin) + centre + np.abs(bias))  # GELU slope <= 1.13
     else:
-        tol = DEQUANT_RTOL * (np.abs(lin) + np.abs(bias))
+        tol = DEQUANT_RTOL * (np.abs(lin) + centre + np.abs(bias))
     err = np.abs(y.astype(np.float64) - ref)
     worst = np.unravel_index(np.argmax(err - tol), err.shape)
     assert np.all(err <= tol), f"worst at {worst}: got {y[worst]}, want {ref[worst]}"
@@ -115,14 +116,32 @@ def test_quantize_rows_exact():
     rng = np.random.default_rng(3)
     x = rng.normal(0, 2, (37, 129)).astype(np.float32)
     x[0] = 0
-    x[1, :5] = [127.0, 0.5, 1.5, 2.5, -0.5]  # ties round half to even
-    x[1, 5:] = 0
+    x[1, :6] = [127.0, 0.5, 1.5, 2.5, -0.5, -127.0]  # centre 0, step 1: ties round half to even
+    x[1, 6:] = 0
     x[2] = 1e-39
-    q, sa = gemm.quantize_rows(x)
-    q_ref, sa_ref = quantize_rows_ref(x)
+    x[3] = rng.uniform(5, 6, 129)  # all positive: the whole [min, max] range gets the 255 levels
+    q, sa, c = gemm.quantize_rows(x)
+    q_ref, sa_ref, c_ref = quantize_rows_ref(x)
     np.testing.assert_array_equal(q, q_ref)
     np.testing.assert_array_equal(sa, sa_ref)
-    np.testing.assert_array_equal(q[1, :5], [127, 0, 2, 2, 0])
+    np.testing.assert_array_equal(c, c_ref)
+    np.testing.assert_array_equal(q[1, :6], [127, 0, 2, 2, 0, -127])
+    assert q[3].min() == -127 and q[3].max() == 127
+    assert np.abs(q[3] * sa[3] + c[3] - x[3]).max() <= sa[3] / 2 * (1 + 1e-5)
+
+
+def test_input_scale_is_applied_before_quantizing():
+    """SmoothQuant: qlinear(x, input_scale=s) == qlinear(x * s) on every path, bit for bit."""
+    rng = np.random.default_rng(5)
+    M, K, N = 5, 70, 19
+    qw, scale, bias = _weights(rng, N, K)
+    x = rng.normal(0, 2, (M, K)).astype(np.float32)
+    s = rng.uniform(0.1, 4, K).astype(np.float32)
+    for path in PATHS:
+        a = gemm.qlinear(x, gemm.pack_linear(qw, scale, bias, input_scale=s, path=path))
+        b = gemm.qlinear(x * s, gemm.pack_linear(qw, scale, bias, path=path))
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, qlinear_ref(x, qw, scale, bias, input_scale=s))
 
 
 def test_gelu_error_bound():
@@ -130,7 +149,9 @@ def test_gelu_error_bound():
     y = np.concatenate([np.linspace(-12, 12, 200_001), [-1e30, -1e4, 0.0, 1e4, 1e30]]).astype(np.float32)
     out = y[None, :].copy()
     ones = np.ones(y.size, np.float32)
-    gemm_portable.finish_row(out, 0, 0, y.size, np.float32(1), ones, np.zeros(y.size, np.float32), True)
+    rowq = np.array([[1.0], [0.0]], np.float32)  # sa = 1, centre 0
+    zeros = np.zeros(y.size, np.float32)
+    gemm_portable.finish_row(out, 0, 0, y.size, rowq, ones, zeros, zeros, True)
     exact = gelu_ref(y)
     err = np.abs(out[0] - exact) / np.maximum(1.0, np.abs(y.astype(np.float64)))
     assert err.max() <= gemm_portable.GELU_MAX_ERR

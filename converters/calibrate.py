@@ -1,0 +1,130 @@
+"""Calibration on real text: SmoothQuant scales and the sensitivity-driven float32 fallback.
+
+Runs the FP32 model (our own runtime, float32 weights) over calibration text,
+records what enters every linear layer, then:
+- SmoothQuant (Xiao et al. 2023): per input channel ``s = amax_x^a / amax_w^(1-a)``;
+  the file stores ``W * s`` (quantized) and ``input_scale = 1/s``, which the
+  runtime applies while quantizing the activations. Outlier channels of the
+  activations move into the weights, which quantize per output row anyway.
+- Sensitivity: each linear's own output SQNR when its inputs and weights are
+  quantized as the runtime will (simulated in float64 on the recorded inputs);
+  the lowest ones may run with float32 activations under a user budget.
+The decisions are data (a ``QuantPlan``) the pipeline applies; quantization
+itself stays in ``quantize.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from edgebert.errors import InputError
+
+from . import quantize
+from .spec import ModelSpec
+
+SMOOTH_KINDS = ("attn_qkv", "ffn_up")  # inputs come from a LayerNorm: the outlier channels live there
+DEFAULT_ALPHA = 0.5
+MIN_SMOOTH = 1e-5  # a dead input channel must not give a zero (or infinite) scale
+BATCH = 32
+
+
+@dataclass
+class QuantPlan:
+    alpha: float
+    texts: int
+    source: str
+    smooth: dict[str, np.ndarray] = field(default_factory=dict)  # linear prefix -> s (K,)
+    sensitivity: dict[str, float] = field(default_factory=dict)  # linear prefix -> simulated SQNR dB
+    float32: dict[str, str] = field(default_factory=dict)  # linear prefix -> why it keeps float activations
+
+    def summary(self) -> dict:
+        return {"calibration": {"texts": self.texts, "source": self.source},
+                "smoothquant": {"alpha": self.alpha, "layers": sorted(self.smooth)},
+                "float32_activations": self.float32,
+                "sensitivity_sqnr_db": {k: round(v, 2) for k, v in sorted(self.sensitivity.items())}}
+
+
+def calibration_texts(path: str | Path | None = None) -> tuple[list[str], str]:
+    """Texts from ``path`` (one per line, UTF-8) or the built-in set; and where they came from."""
+    if path is None:
+        text = resources.files("edgebert").joinpath("data/calibration.txt").read_text(encoding="utf-8")
+        source = "built-in"
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path}: calibration text is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+        source = str(path)
+    texts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not texts:
+        raise InputError(f"{source}: no calibration text (one text per line)")
+    return texts, source
+
+
+def linear_inputs(spec: ModelSpec, texts: list[str]) -> dict[str, np.ndarray]:
+    """FP32 forward over ``texts``; what enters each linear layer, (tokens, K) per prefix."""
+    from edgebert.runtime.executor import Executor
+    from edgebert.text import TextEncoder
+
+    from .graph import build_graph
+
+    graph = build_graph(spec.config, spec.head)
+    tensors = {name: slot.value for name, slot in spec.slots.items()}
+    executor = Executor(graph, tensors, backend="numba")
+    linears = {n["params"]["linear"]: n["inputs"][0] for n in graph["nodes"]
+               if n["op"] == "linear" and n["params"]["linear"].startswith("blk.")}
+    encoded = TextEncoder(spec.tokenizer_json, spec.max_length).encode(texts)
+    captured: dict[str, list[np.ndarray]] = {p: [] for p in linears}
+    for start in range(0, len(encoded), BATCH):
+        batch = encoded[start:start + BATCH]
+        lengths = [len(ids) for ids, _ in batch]
+        out = executor.run(np.concatenate([ids for ids, _ in batch]).astype(np.int32),
+                           np.concatenate([types for _, types in batch]).astype(np.int32),
+                           np.concatenate([np.arange(n, dtype=np.int32) for n in lengths]),
+                           np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                           outputs=sorted(set(linears.values())))
+        for prefix, value in linears.items():
+            captured[prefix].append(out[value].copy())
+    return {p: np.concatenate(v) for p, v in captured.items()}
+
+
+def smoothing_scales(x: np.ndarray, w: np.ndarray, alpha: float) -> np.ndarray:
+    """SmoothQuant's per-input-channel migration strength, (K,) float32."""
+    amax_x = np.abs(x).max(axis=0).astype(np.float64)
+    amax_w = np.abs(w).max(axis=0).astype(np.float64)
+    s = np.power(np.maximum(amax_x, MIN_SMOOTH), alpha) / np.power(np.maximum(amax_w, MIN_SMOOTH), 1 - alpha)
+    return np.maximum(s, MIN_SMOOTH).astype(np.float32)
+
+
+def simulated_sqnr(x: np.ndarray, w: np.ndarray, s: np.ndarray | None) -> float:
+    """Output SQNR (dB) of one linear when quantized as at run time, on recorded inputs."""
+    from edgebert.runtime.kernels.gemm_ref import fake_quantize_rows_ref
+
+    exact = x.astype(np.float64) @ w.T.astype(np.float64)
+    xs, ws = (x, w) if s is None else (x * (1.0 / s), w * s)
+    q, scale, _ = quantize.quantize_rows(ws)
+    approx = fake_quantize_rows_ref(xs.astype(np.float32)).astype(np.float64) @ \
+        quantize.dequantize_rows(q, scale).T.astype(np.float64)
+    return quantize.measure_error(exact, approx).sqnr_db
+
+
+def make_plan(spec: ModelSpec, texts: list[str], source: str, alpha: float = DEFAULT_ALPHA,
+              float32_budget: int = 0) -> QuantPlan:
+    """Smoothing scales for the LayerNorm-fed linears, sensitivity of all, the fallback choice."""
+    if not 0.0 <= alpha <= 1.0:
+        raise InputError(f"smoothing alpha must be within 0..1, got {alpha}")
+    if float32_budget < 0:
+        raise InputError(f"float32 layer budget must be >= 0, got {float32_budget}")
+    plan = QuantPlan(alpha=alpha, texts=len(texts), source=source)
+    for prefix, x in linear_inputs(spec, texts).items():
+        w = spec.slots[prefix + ".weight"].value
+        s = smoothing_scales(x, w, alpha) if prefix.rsplit(".", 1)[-1] in SMOOTH_KINDS and alpha > 0 else None
+        if s is not None:
+            plan.smooth[prefix] = s
+        plan.sensitivity[prefix] = simulated_sqnr(x, w, s)
+    for prefix in sorted(plan.sensitivity, key=plan.sensitivity.get)[:float32_budget]:
+        plan.float32[prefix] = f"lowest simulated output SQNR ({plan.sensitivity[prefix]:.1f} dB)"
+    return plan
