@@ -21,13 +21,14 @@ DTYPES = ("int8", "float32")
 
 def convert(src: str | Path, out: str | Path, dtype: str = "int8", allow_pickle: bool = False,
             calibrate: str | Path | None = None, smooth_alpha: float = calibrate_mod.DEFAULT_ALPHA,
-            float32_layers: int = 0) -> dict:
+            keep: int = calibrate_mod.DEFAULT_KEEP, keep_as: str = "int16") -> dict:
     """Convert a model folder into one ``.edgebert`` file; returns the per-tensor error report.
 
     int8 only: ``calibrate`` is a text file (one text per line) for SmoothQuant
     and the sensitivity ranking (default: the built-in set); ``smooth_alpha``
-    0 turns smoothing off; ``float32_layers`` is how many of the most
-    sensitive linear layers keep float32 activations (speed budget).
+    0 turns smoothing off; ``keep`` is how many of the most sensitive linear
+    layers run with higher-precision activations (``keep_as`` int16 or
+    float32): the size/speed budget.
     """
     from edgebert.format import write_model
 
@@ -38,7 +39,8 @@ def convert(src: str | Path, out: str | Path, dtype: str = "int8", allow_pickle:
     plan = None
     if dtype == "int8":
         texts, source = calibrate_mod.calibration_texts(calibrate)
-        plan = calibrate_mod.make_plan(spec, texts, source, alpha=smooth_alpha, float32_budget=float32_layers)
+        plan = calibrate_mod.make_plan(spec, texts, source, alpha=smooth_alpha, keep=keep,
+                                       keep_as=keep_as)
     tensors, report = quantize_spec(spec, dtype, plan)
     write_model(out, tensors, metadata(spec, dtype, report, plan))
     return report
@@ -103,7 +105,7 @@ def metadata(spec: ModelSpec, dtype: str, report: dict, plan=None) -> dict:
         "edgebert.source_architecture": spec.source_architecture,
         "edgebert.config": spec.config.as_dict(),
         "edgebert.quantization": scheme,
-        "edgebert.graph": _mark_float32(build_graph(spec.config, spec.head), plan),
+        "edgebert.graph": _mark_precision(build_graph(spec.config, spec.head), plan),
         "edgebert.tokenizer": spec.tokenizer_json,
         "edgebert.tokenizer_config": {"max_length": spec.max_length, "pad_token_id": spec.pad_token_id},
         "edgebert.pooling": spec.pooling,
@@ -116,11 +118,11 @@ def metadata(spec: ModelSpec, dtype: str, report: dict, plan=None) -> dict:
     return meta
 
 
-def _mark_float32(graph: dict, plan) -> dict:
-    """Linear nodes the plan keeps in higher precision run with float32 activations."""
+def _mark_precision(graph: dict, plan) -> dict:
+    """Linear nodes the plan keeps in higher precision say so in their attrs."""
     for node in graph["nodes"]:
-        if plan is not None and node["op"] == "linear" and node["params"]["linear"] in plan.float32:
-            node["attrs"]["activations"] = "float32"
+        if plan is not None and node["op"] == "linear" and node["params"]["linear"] in plan.higher:
+            node["attrs"]["activations"] = plan.higher[node["params"]["linear"]]["activations"]
     return graph
 
 

@@ -42,7 +42,27 @@ def _parser() -> argparse.ArgumentParser:
                    help="int8 (default) or float32 (unquantized, the FP32 baseline)")
     c.add_argument("--allow-pickle", action="store_true",
                    help="allow loading pytorch_model.bin (pickle can run code: only for trusted files)")
+    c.add_argument("--calibrate", default=None, metavar="TEXTS",
+                   help="calibration text, one per line (default: a built-in set of English sentences)")
+    c.add_argument("--smooth-alpha", type=float, default=0.5,
+                   help="SmoothQuant migration strength 0..1 (0 turns smoothing off; default 0.5)")
+    c.add_argument("--keep", type=int, default=1, metavar="N",
+                   help="run the N most sensitive linear layers with higher-precision activations (default 1)")
+    c.add_argument("--keep-as", choices=["int16", "float32"], default="int16",
+                   help="their precision: int16 (two int8 passes, deterministic; default) or float32 (BLAS)")
     c.set_defaults(func=_convert)
+
+    r = sub.add_parser("reference", help="FP32 reference outputs of the original model (needs torch)")
+    r.add_argument("src", help="original model folder")
+    r.add_argument("--input", required=True, help="texts, one per line")
+    r.add_argument("-o", "--output", required=True, help="output .npz")
+    r.set_defaults(func=_reference)
+
+    v = sub.add_parser("verify", help="compare a .edgebert file with an FP32 reference (.npz)")
+    v.add_argument("file")
+    v.add_argument("--reference", required=True)
+    v.add_argument("--json", default=None, metavar="OUT", help="also write the report as JSON")
+    v.set_defaults(func=_verify)
 
     i = sub.add_parser("info", help="describe a .edgebert file")
     i.add_argument("file")
@@ -156,7 +176,9 @@ def _summarize(args) -> int:
 def _convert(args) -> int:
     from .converters import convert
 
-    report = convert(args.src, args.output, dtype=args.dtype, allow_pickle=args.allow_pickle)
+    report = convert(args.src, args.output, dtype=args.dtype, allow_pickle=args.allow_pickle,
+                     calibrate=args.calibrate, smooth_alpha=args.smooth_alpha, keep=args.keep,
+                     keep_as=args.keep_as)
     size = os.path.getsize(args.output)
     print(f"wrote {args.output} ({size / 2**20:.1f} MiB, {args.dtype})")
     if report:
@@ -184,6 +206,16 @@ def _info(args) -> int:
     for name, err in info["worst_errors"]:
         print(f"worst error   {name}: max abs {err['max_abs']:.3g}, max rel {err['max_rel']:.4f}, "
               f"SQNR {err['sqnr_db']:.1f} dB")
+    cal = info.get("calibration")
+    if cal:
+        print(f"calibration   {cal['calibration']['texts']} texts ({cal['calibration']['source']}); SmoothQuant "
+              f"alpha {cal['smoothquant']['alpha']} on {len(cal['smoothquant']['layers'])} layers")
+        sens = sorted(cal["sensitivity_sqnr_db"].items(), key=lambda kv: kv[1])[:3]
+        print("most sensitive " + ", ".join(f"{k} ({v:.1f} dB)" for k, v in sens))
+        for name, kept in cal["higher_precision"].items():
+            print(f"kept {kept['activations']:8s} {name}: {kept['why']}")
+        if not cal["higher_precision"]:
+            print("kept          every linear layer in int8")
     return 0
 
 
@@ -203,6 +235,7 @@ def describe(header, file_bytes: int) -> dict:
         "tensors": len(header.tensors),
         "parameters": int(sum(int(np.prod(t.shape)) for n, t in header.tensors.items() if not n.endswith(".scale"))),
         "worst_errors": worst,
+        "calibration": header.json("edgebert.calibration") if "edgebert.calibration" in header.metadata else None,
     }
 
 
@@ -226,6 +259,25 @@ def _embed(args) -> int:
     vectors = model.embed(texts, batch_size=args.batch_size, truncate=not args.no_truncate)
     np.save(args.output, vectors)
     print(f"wrote {args.output}: {vectors.shape[0]} x {vectors.shape[1]} float32", file=sys.stderr)
+    return 0
+
+
+def _reference(args) -> int:
+    from .reference import make_reference
+
+    meta = make_reference(args.src, read_lines(args.input), args.output)
+    print(f"wrote {args.output}: {meta['texts']} texts on {meta['device']} (torch {meta['torch']})")
+    return 0
+
+
+def _verify(args) -> int:
+    from . import load
+    from .verify import format_report, verify
+
+    report = verify(load(args.file), args.reference)
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
 
 

@@ -613,7 +613,7 @@ def _check_activation_inputs(infer: Callable) -> Callable:
 OPS: dict[str, OpSpec] = {
     "embed": OpSpec(3, 1, ("word", "position", "token_type", "norm"), {"eps": _positive_number}, _check_embed_inputs),
     "linear": OpSpec(
-        1, 1, ("linear",), {"activation": _one_of("none", "gelu", "tanh"), "activations": _one_of("int8", "float32")},
+        1, 1, ("linear",), {"activation": _one_of("none", "gelu", "tanh"), "activations": _one_of("int8", "int16", "float32")},
         _check_activation_inputs(_infer_linear), optional=("activations",)
     ),
     "attention": OpSpec(2, 1, (), {"num_heads": _positive_int}, _check_activation_inputs(_infer_attention)),

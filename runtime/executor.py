@@ -91,14 +91,24 @@ class Executor:
             def step(v):
                 v[out_name] = ref.linear_f32_ref(v[x_name], w, bias, act)
             return step
+        int16 = node["attrs"].get("activations") == "int16"  # two int8 passes (gemm.qlinear_int16)
         if self.backend == "numpy":
-            from .kernels.gemm_ref import qlinear_ref
+            from .kernels.gemm_ref import qlinear_int16_ref, qlinear_ref
+            ref_linear = qlinear_int16_ref if int16 else qlinear_ref
 
             def step(v):
-                v[out_name] = qlinear_ref(v[x_name], w, scale, bias, act, input_scale=input_scale)
+                v[out_name] = ref_linear(v[x_name], w, scale, bias, act, input_scale=input_scale)
             return step
         from .kernels import gemm
         packed = gemm.pack_linear(w, scale, bias, input_scale=input_scale)
+        if int16:
+            residual = gemm.pack_linear(w, scale)
+
+            def step(v):
+                x = v[x_name]
+                v[out_name] = gemm.qlinear_int16(x, packed, residual, out=self._buffer(out_name, x.shape[0]),
+                                                 activation=act)
+            return step
 
         def step(v):
             x = v[x_name]

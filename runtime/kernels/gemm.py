@@ -22,9 +22,9 @@ import numpy as np
 
 from ...errors import InputError
 from . import cpu
-from .gemm_portable import GELU_MAX_ERR, quantize_all
+from .gemm_portable import GELU_MAX_ERR, gelu_inplace, quantize_all
 
-__all__ = ["PackedLinear", "pack_linear", "qlinear", "quantize_rows", "GELU_MAX_ERR"]
+__all__ = ["PackedLinear", "pack_linear", "qlinear", "qlinear_int16", "quantize_rows", "GELU_MAX_ERR"]
 
 _MODULES = {"amx": "gemm_amx", "avx512vnni": "gemm_vnni", "avx2": "gemm_avx2", "portable": "gemm_portable"}
 _ACTIVATIONS = ("none", "gelu")
@@ -172,6 +172,26 @@ def qlinear(x, packed, out=None, activation="none"):
     )
     if bad:
         raise InputError(f"x has NaN or Inf in {bad} of its {M} rows")
+    return out
+
+
+def qlinear_int16(x, packed, packed_residual, out=None, activation="none"):
+    """A higher-precision linear from two int8 passes: x, then what int8 lost of it.
+
+    y = qlinear(x) + qlinear(r) with r = x*input_scale - (q*sa + c), the
+    quantization residual (|r| <= sa/2 per row, quantized on its own range):
+    about 15-bit activations on the same kernels, deterministic, twice the
+    cost of one int8 linear. ``packed_residual`` packs the same weights with
+    no bias and no input scale. GELU, if any, applies to the sum.
+    """
+    out = qlinear(x, packed, out=out, activation="none")
+    q, sa, c = quantize_rows(x, packed.input_scale)
+    residual = x * packed.input_scale - (q.astype(np.float32) * sa[:, None] + c[:, None])
+    out += qlinear(residual, packed_residual)
+    if activation == "gelu":
+        gelu_inplace(out)
+    elif activation != "none":
+        raise InputError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
     return out
 
 

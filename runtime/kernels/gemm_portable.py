@@ -63,6 +63,15 @@ def gelu32(y):
     return F32(0.5) * y * (F32(1.0) + erf32(y * _INV_SQRT2))
 
 
+@njit(parallel=True, **JIT_OPTS)
+def gelu_inplace(y):
+    """y = GELU(y) elementwise, the same float32 GELU as the fused epilogue; y (M, N)."""
+    for m in prange(y.shape[0]):
+        row = y[m]
+        for j in range(row.shape[0]):
+            row[j] = gelu32(row[j])
+
+
 @njit(**JIT_OPTS)
 def finish_row(out, m, n0, n1, rowq, sw, wsum, bias, gelu):
     """out[m, n0:n1] holds float32(acc); make it acc*(sa*sw) + (c*wsum + bias), then GELU.

@@ -75,3 +75,13 @@ def qlinear_ref(x, qw, scale, bias=None, activation="none", input_scale=None):
     if activation != "none":
         raise ValueError(f"activation must be 'none' or 'gelu', got {activation!r}")
     return y
+
+
+def qlinear_int16_ref(x, qw, scale, bias=None, activation="none", input_scale=None):
+    """Reference of ``gemm.qlinear_int16``: the int8 pass plus the pass over its residual."""
+    x = np.asarray(x, F32)
+    q, sa, c = quantize_rows_ref(x, input_scale)
+    xs = x if input_scale is None else x * np.asarray(input_scale, F32)[None, :]
+    residual = xs - (q.astype(F32) * sa[:, None] + c[:, None])
+    y = qlinear_ref(x, qw, scale, bias, "none", input_scale) + qlinear_ref(residual, qw, scale)
+    return gelu_ref(y) if activation == "gelu" else y

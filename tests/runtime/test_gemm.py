@@ -301,3 +301,27 @@ def test_amx_threads_started_before_permission():
         pytest.skip("needs 2 Numba threads")
     r = subprocess.run([sys.executable, "-c", _AMX_THREADS_SCRIPT], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), (r.returncode, r.stderr[-2000:])
+
+
+@pytest.mark.parametrize("activation", ["none", "gelu"])
+def test_int16_two_pass_matches_reference_and_is_closer(activation):
+    """qlinear_int16 == its reference (float tolerance) and is far closer to exact float math than int8."""
+    from edgebert.runtime.kernels.gemm_ref import qlinear_int16_ref
+
+    rng = np.random.default_rng(11)
+    M, K, N = 33, 385, 47
+    qw, scale, bias = _weights(rng, N, K)
+    x = rng.normal(0, 2, (M, K)).astype(np.float32)
+    x[:, 7] *= 40  # an outlier channel, the case int16 is for
+    s = rng.uniform(0.5, 2, K).astype(np.float32)
+    for path in PATHS:
+        packed = gemm.pack_linear(qw, scale, bias, input_scale=s, path=path)
+        y = gemm.qlinear_int16(x, packed, gemm.pack_linear(qw, scale, path=path), activation=activation)
+        ref = qlinear_int16_ref(x, qw, scale, bias, activation, input_scale=s)
+        np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-4)  # float32 rounding of the sum; GELU_MAX_ERR
+    exact = (x * s).astype(np.float64) @ (qw.astype(np.float64) * scale[:, None]).T + bias
+    if activation == "gelu":
+        from edgebert.runtime.kernels.gemm_ref import gelu_ref
+        exact = gelu_ref(exact)
+    one = qlinear_ref(x, qw, scale, bias, activation, input_scale=s)
+    assert np.abs(ref - exact).max() < np.abs(one - exact).max() / 50
