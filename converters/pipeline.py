@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgebert.errors import UnsupportedModel
+from edgebert.errors import InvalidModelFile, UnsupportedModel
+from edgebert.text import check_tokenizer
 
 from . import bert, heads  # noqa: F401  (register the BERT loaders)
 from . import calibrate as calibrate_mod
@@ -67,6 +68,10 @@ def validate(spec: ModelSpec) -> None:
     for name, slot in spec.slots.items():
         if not np.isfinite(slot.value).all():
             raise UnsupportedModel(f"weight {name} holds NaN or infinite values")
+    try:
+        check_tokenizer(spec.tokenizer_json, spec.config.vocab_size)
+    except InvalidModelFile as e:
+        raise UnsupportedModel(str(e)) from None
     if not 2 <= spec.max_length <= spec.config.max_position_embeddings:
         raise UnsupportedModel(f"max_length {spec.max_length} outside 2..{spec.config.max_position_embeddings}")
 

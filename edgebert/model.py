@@ -47,7 +47,8 @@ class Model:
                                    f"is not one of {POOLING_MODES}")
         self.max_length = _bounded_int(tok_cfg, "max_length", 2, self.config["max_position_embeddings"])
         self.pad_token_id = _bounded_int(tok_cfg, "pad_token_id", 0, self.config["vocab_size"] - 1)
-        self.encoder = TextEncoder(meta.get("edgebert.tokenizer", ""), self.max_length)
+        self.encoder = TextEncoder(meta.get("edgebert.tokenizer", ""), self.max_length, self.config["vocab_size"])
+        _check_finite(model_file)
         self.threads = resolve_threads(threads)
         if backend == "numba":
             from .warmup import announce_first_compile
@@ -239,6 +240,13 @@ class Model:
         return {"path": str(self.file.path), "config": self.config, "quantization": self.quantization,
                 "pooling": self.pooling, "max_length": self.max_length,
                 "report": json.loads(self.file.metadata.get("edgebert.report", "{}"))}
+
+
+def _check_finite(model_file) -> None:
+    """A NaN or infinite weight would make every answer silently wrong: refuse the file."""
+    for name, value in model_file.tensors.items():
+        if value.dtype == np.float32 and not np.isfinite(value).all():
+            raise InvalidModelFile(f"{model_file.path}: tensor {name} holds NaN or infinite values")
 
 
 def _int_array(name: str, value) -> np.ndarray:

@@ -5,6 +5,7 @@ file). No padding: sequences are packed by real length downstream.
 """
 from __future__ import annotations
 
+import json
 from typing import Iterable, Sequence
 
 from tokenizers import Tokenizer
@@ -35,10 +36,54 @@ CHARS_PER_TOKEN_BOUND = 16
 EXACT_COUNT_CHARS = 100_000  # longer refused texts get a lower bound, not a full tokenization
 
 
+# The tokenizer inside a model file is attack surface (hostile regexes can
+# backtrack for ever): only the components BERT tokenizers are made of load.
+ALLOWED_COMPONENTS = {
+    "model": {"WordPiece", "WordLevel"},
+    "normalizer": {"BertNormalizer", "Sequence", "NFD", "NFKD", "NFC", "NFKC", "Lowercase", "StripAccents", "Strip"},
+    "pre_tokenizer": {"BertPreTokenizer", "Sequence", "Whitespace", "WhitespaceSplit", "Punctuation", "Digits"},
+    "post_processor": {"TemplateProcessing", "BertProcessing"},
+    "decoder": {"WordPiece"},
+}
+
+
+def check_tokenizer(tokenizer_json: str, vocab_size: int | None = None) -> None:
+    """Refuse a tokenizer.json with components outside ``ALLOWED_COMPONENTS`` or ids beyond the vocabulary."""
+    try:
+        spec = json.loads(tokenizer_json)
+    except (ValueError, RecursionError) as e:
+        raise InvalidModelFile(f"the tokenizer inside the model file is not valid JSON ({e})") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("model"), dict):
+        raise InvalidModelFile("the tokenizer inside the model file has no model section")
+    for key, allowed in ALLOWED_COMPONENTS.items():
+        for kind in _component_types(spec.get(key)):
+            if kind not in allowed:
+                raise InvalidModelFile(f"tokenizer {key} type {kind!r} is not allowed; allowed: {sorted(allowed)}")
+    vocab = spec["model"].get("vocab")
+    if vocab_size is not None and isinstance(vocab, dict) and vocab:
+        ids = [v for v in vocab.values() if isinstance(v, int)]
+        if len(ids) != len(vocab) or min(ids) < 0 or max(ids) >= vocab_size:
+            raise InvalidModelFile(f"tokenizer vocabulary ids must be integers in 0..{vocab_size - 1}")
+
+
+def _component_types(section) -> list[str]:
+    """Every "type" in a tokenizer.json section, nested Sequences included."""
+    if section is None:
+        return []
+    if not isinstance(section, dict):
+        return ["<not an object>"]
+    kinds = [str(section.get("type"))]
+    for key in ("normalizers", "pretokenizers", "processors", "decoders"):
+        for child in section.get(key) or []:
+            kinds += _component_types(child)
+    return kinds
+
+
 class TextEncoder:
     """Wraps the model's tokenizer with its truncation length."""
 
-    def __init__(self, tokenizer_json: str, max_length: int):
+    def __init__(self, tokenizer_json: str, max_length: int, vocab_size: int | None = None):
+        check_tokenizer(tokenizer_json, vocab_size)
         try:
             self.tokenizer = Tokenizer.from_str(tokenizer_json)
         except Exception as e:  # the tokenizers library raises plain Exception
