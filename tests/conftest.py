@@ -18,18 +18,7 @@ def minilm_dir() -> Path:
 
 def make_tiny_bert(folder: Path, minilm: Path, seed: int = 0, **overrides) -> Path:
     """A randomly initialised transformers BertModel with the real MiniLM tokenizer."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(seed)
-    cfg = dict(vocab_size=30522, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-               intermediate_size=128, max_position_embeddings=128, type_vocab_size=2)
-    cfg.update(overrides)
-    model = BertModel(BertConfig(**cfg)).eval()
-    model.save_pretrained(folder, safe_serialization=True)
-    for name in TOKENIZER_FILES:
-        shutil.copy(minilm / name, folder / name)
-    return folder
+    return make_tiny_model(folder, minilm, "BertModel", seed, **overrides)
 
 
 # Random heads (std 0.02) give near-uniform scores; scaling the final layer
