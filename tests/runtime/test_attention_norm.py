@@ -23,7 +23,8 @@ def _attention(qkv, offsets, heads):
 
 
 @pytest.mark.parametrize("lengths, heads, d", [([1], 1, 4), ([1, 3, 17], 2, 8), ([512], 12, 32),
-                                               ([5, 1, 33, 2], 4, 16)])
+                                               ([5, 1, 33, 2], 4, 16), ([15, 16, 17, 40], 2, 48),
+                                               ([9, 8], 3, 6)])
 def test_attention_matches_reference(lengths, heads, d):
     rng = np.random.default_rng(len(lengths) + heads)
     T, H = sum(lengths), heads * d
@@ -42,6 +43,18 @@ def test_attention_extreme_scores_stay_finite():
     got = _attention(qkv, np.array([0, 3]), 1)
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, ref.attention_ref(qkv, np.array([0, 3]), 1), atol=ATOL)
+
+
+def test_attention_very_negative_scores_with_padded_keys():
+    """L=17 (a padded key block): scores far below zero everywhere still normalise."""
+    rng = np.random.default_rng(2)
+    qkv = np.zeros((17, 96), np.float32)
+    qkv[:, 0] = 40.0
+    qkv[:, 32] = -np.linspace(5.0, 40.0, 17)  # every score in [-283, -35]
+    qkv[:, 64:] = rng.standard_normal((17, 32))
+    got = _attention(qkv, np.array([0, 17]), 1)
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, ref.attention_ref(qkv, np.array([0, 17]), 1), atol=ATOL, rtol=0)
 
 
 def test_attention_identical_across_threads_and_batches():
