@@ -29,14 +29,18 @@ class Executor:
         self.per_sequence: set[str] = set()  # values with one row per sequence (B, D), not per token
         self.produced_at: dict[str, int] = {}  # value name -> index of the step that writes it
         self.steps: list[Callable[[dict], None]] = []
+        self.io: list[tuple[list[str], list[str]]] = []  # (inputs, outputs) per step, for buffer planning
         for node in graph["nodes"]:
             self.steps.append(self._bind(node))
+            self.io.append((list(node["inputs"]), list(node["outputs"])))
             if node["op"] == "first_token" or any(i in self.per_sequence for i in node["inputs"]):
                 self.per_sequence.update(node["outputs"])
             self.produced_at.update((name, len(self.steps) - 1) for name in node["outputs"])
         self.capacity = 0
         self._attention_scratch: dict[int, np.ndarray] = {}  # head_dim -> per-thread scratch
-        self.buffers: dict[str, np.ndarray] = {}
+        self.buffers: dict[int, np.ndarray] = {}  # slot -> (capacity, width) array
+        self._plans: dict[tuple, dict[str, int]] = {}  # wanted outputs -> value -> slot
+        self._plan: dict[str, int] = {}
 
     # ---- binding: one closure per node, over prepared weights -------------
     def _bind(self, node: dict) -> Callable[[dict], None]:
@@ -215,14 +219,45 @@ class Executor:
 
     # ---- running ----------------------------------------------------------
     def _buffer(self, name: str, rows: int) -> np.ndarray:
-        """A reusable (rows, D) view; buffers grow to the largest batch seen."""
+        """A reusable (rows, D) view of the value's slot; slots grow to the largest batch seen."""
         if rows > self.capacity:
             self.capacity = max(rows, 2 * self.capacity)
             self.buffers = {}
-        buf = self.buffers.get(name)
+        slot = self._plan[name]
+        buf = self.buffers.get(slot)
         if buf is None:
-            buf = self.buffers[name] = np.empty((self.capacity, self.width[name]), dtype=np.float32)
+            buf = self.buffers[slot] = np.empty((self.capacity, self.width[name]), dtype=np.float32)
         return buf[:rows]
+
+    def _slots(self, wanted: tuple[str, ...]) -> dict[str, int]:
+        """Value -> buffer slot, reusing a slot of the same width once its value is dead.
+
+        A value lives from the step that writes it to the last step that reads
+        it (the wanted outputs: to the end), so a step's output never shares
+        memory with its inputs, and a forward pass needs a few slots per width
+        instead of one buffer per value of every layer.
+        """
+        plan = self._plans.get(wanted)
+        if plan is not None:
+            return plan
+        last_use = {name: i for i, (inputs, _) in enumerate(self.io) for name in inputs}
+        last_use.update((name, len(self.io)) for name in wanted)
+        plan, free, live, slots = {}, {}, [], 0
+        for i, (_, outputs) in enumerate(self.io):
+            for name in [n for n in live if last_use.get(n, -1) < i]:
+                live.remove(name)
+                free.setdefault(self.width[name], []).append(plan[name])
+            for name in outputs:
+                if name not in self.width:
+                    continue  # written without a pooled buffer
+                pool = free.get(self.width[name])
+                if pool:
+                    plan[name] = pool.pop()
+                else:
+                    plan[name], slots = slots, slots + 1
+                live.append(name)
+        self._plans[wanted] = plan
+        return plan
 
     def run(self, input_ids, token_type_ids, position_ids, seq_offsets, outputs=None) -> dict[str, np.ndarray]:
         """Packed int32 inputs (T,), (T,), (T,), (B+1,) -> the graph outputs, (T, D) each
@@ -237,6 +272,7 @@ class Executor:
         if unknown:
             raise ValueError(f"graph has no value {unknown[0]!r}; outputs: {self.outputs}")
         last = max(self.produced_at[n] for n in names)
+        self._plan = self._slots(tuple(sorted(names)))
         values = {"input_ids": input_ids, "token_type_ids": token_type_ids,
                   "position_ids": position_ids, "seq_offsets": seq_offsets}
         for step in self.steps[:last + 1]:
