@@ -10,7 +10,9 @@ and are reused by the x86 paths, so every path rounds exactly alike.
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from .bits import bits_f32, f32_bits
 
@@ -33,6 +35,32 @@ _B8, _B6, _B4 = F32(-1.45660718464996e-05), F32(-2.13374055278905e-04), F32(-1.6
 _B2, _B0 = F32(-7.37332916720468e-03), F32(-1.42647390514189e-02)
 
 
+def _float_intrinsic(name, nargs, flags):
+    """A Numba intrinsic calling the LLVM float32 intrinsic ``llvm.<name>.f32``."""
+    f32 = ir.FloatType()
+
+    def typer(typingctx, *args):
+        def codegen(context, builder, sig, llargs):
+            fn = builder.module.declare_intrinsic(f"llvm.{name}", [f32], ir.FunctionType(f32, [f32] * nargs))
+            return builder.call(fn, llargs, fastmath=flags)
+
+        return types.float32(*([types.float32] * nargs)), codegen
+
+    if nargs == 2:
+        return intrinsic(lambda typingctx, a, b: typer(typingctx, a, b))
+    return intrinsic(lambda typingctx, a, b, c: typer(typingctx, a, b, c))
+
+
+# max/min of two float32 that are never NaN (nnan: a plain vmaxps/vminps; a
+# select on a comparison gives the same value, but LLVM merges two such
+# clamps into compare-and-blend chains). fma: a*b + c rounded once, the
+# same bits on every target (a hardware FMA wherever one exists).
+_max_nonan = _float_intrinsic("maxnum", 2, ("nnan",))
+_min_nonan = _float_intrinsic("minnum", 2, ("nnan",))
+_fma = _float_intrinsic("fma", 3, ())
+_ROUND = F32(1.5 * 2**23)
+
+
 # error_model="numpy": no zero-division checks, whose branches would stop
 # LLVM from vectorising these loops. Loops index 0-based slices so that no
 # negative-index wraparound branch is left either.
@@ -41,35 +69,41 @@ JIT_OPTS = dict(cache=True, error_model="numpy")
 
 @njit(inline="always", **JIT_OPTS)
 def erf32(x):
-    """Branch-free float32 erf, so the epilogue loop vectorises (libm erf does not)."""
-    x = x if x < F32(4.0) else F32(4.0)
-    x = x if x > F32(-4.0) else F32(-4.0)
+    """Branch-free float32 erf, so the epilogue loop vectorises (libm erf does not).
+
+    Horner steps are explicit FMAs (one rounding each, the same bits on every
+    target); the clamp uses max/min that assume x is not NaN (a NaN GELU
+    input gives a NaN output all the same: gelu32 multiplies by y).
+    """
+    x = _min_nonan(_max_nonan(x, F32(-4.0)), F32(4.0))
     x2 = x * x
-    p = _A13 * x2 + _A11
-    p = p * x2 + _A9
-    p = p * x2 + _A7
-    p = p * x2 + _A5
-    p = p * x2 + _A3
-    p = p * x2 + _A1
-    q = _B8 * x2 + _B6
-    q = q * x2 + _B4
-    q = q * x2 + _B2
-    q = q * x2 + _B0
+    p = _fma(_A13, x2, _A11)
+    p = _fma(p, x2, _A9)
+    p = _fma(p, x2, _A7)
+    p = _fma(p, x2, _A5)
+    p = _fma(p, x2, _A3)
+    p = _fma(p, x2, _A1)
+    q = _fma(_B8, x2, _B6)
+    q = _fma(q, x2, _B4)
+    q = _fma(q, x2, _B2)
+    q = _fma(q, x2, _B0)
     return x * p / q
 
 
 @njit(inline="always", **JIT_OPTS)
 def gelu32(y):
-    return F32(0.5) * y * (F32(1.0) + erf32(y * _INV_SQRT2))
+    """0.5*y*(1 + erf(y/sqrt(2))) as h + h*erf with h = y/2 (one FMA)."""
+    h = F32(0.5) * y
+    return _fma(h, erf32(y * _INV_SQRT2), h)
 
 
 @njit(parallel=True, **JIT_OPTS)
 def gelu_inplace(y):
     """y = GELU(y) elementwise, the same float32 GELU as the fused epilogue; y (M, N)."""
+    N = y.shape[1]
     for m in prange(y.shape[0]):
-        row = y[m]
-        for j in range(row.shape[0]):
-            row[j] = gelu32(row[j])
+        for j in range(N):
+            y[m, j] = gelu32(y[m, j])
 
 
 @njit(**JIT_OPTS)
@@ -78,28 +112,36 @@ def finish_row(out, m, n0, n1, rowq, sw, wsum, bias, gelu):
 
     rowq[0, m] = sa, rowq[1, m] = c: the row was quantized around its centre c,
     so x = q*sa + c and W x = sa*(W q) + c*sum_k W[:, k] (wsum = sw * colsum(q_w)).
+    The dequant is a plain multiply and add (no FMA contraction: the
+    reference rounds each step). Columns are indexed from an unsigned base:
+    no slice views (reference counting per call) and no negative-index
+    wraparound, so both loops vectorise.
     """
-    o = out[m, n0:n1]
-    s = sw[n0:n1]
-    ws = wsum[n0:n1]
-    b = bias[n0:n1]
     sa_m = rowq[0, m]
     c_m = rowq[1, m]
+    u0 = np.uint64(n0)
     if gelu:
-        for j in range(o.shape[0]):
-            o[j] = gelu32(o[j] * (sa_m * s[j]) + (c_m * ws[j] + b[j]))
+        for j in range(n1 - n0):
+            i = u0 + np.uint64(j)
+            out[m, i] = gelu32(out[m, i] * (sa_m * sw[i]) + (c_m * wsum[i] + bias[i]))
     else:
-        for j in range(o.shape[0]):
-            o[j] = o[j] * (sa_m * s[j]) + (c_m * ws[j] + b[j])
+        for j in range(n1 - n0):
+            i = u0 + np.uint64(j)
+            out[m, i] = out[m, i] * (sa_m * sw[i]) + (c_m * wsum[i] + bias[i])
 
 
 @njit(inline="always", **JIT_OPTS)
 def _order_key(bits):
-    """float32 bits (as int32) -> int32 that sorts like the float (an involution)."""
-    return bits ^ ((bits >> np.int32(31)) & np.int32(0x7FFFFFFF))
+    """float32 bits (as int32) -> int32 that sorts like the float (an involution).
+
+    Every step is cast back to int32: Numba widens int32 arithmetic to int64,
+    which would halve the vector width of the min/max loop.
+    """
+    sign = np.int32(np.int32(bits >> np.int32(31)) & np.int32(0x7FFFFFFF))
+    return np.int32(bits ^ sign)
 
 
-@njit(**JIT_OPTS)
+@njit(inline="always", **JIT_OPTS)
 def quantize_row(x, m, dst, base, shift, kpad, in_scale, rowq):
     """Quantize x[m, :] * in_scale around its centre into dst[base:base+kpad] as q + shift.
 
@@ -111,40 +153,54 @@ def quantize_row(x, m, dst, base, shift, kpad, in_scale, rowq):
     integer reduction that vectorises where float min/max do not. Columns
     K..kpad get ``shift`` (q = 0). Returns False for a row with NaN or Inf.
     A constant row (or r < ~3.7e-37) quantizes to q = 0, sa = 1: x = c exactly.
+
+    Both loops are branch-free and stay in 32-bit lanes (int32 keys; the
+    shift is added in float, exact for |q| <= 127, before one float -> int32
+    convert) so that LLVM vectorises them. No fastmath: x * in_scale - c must
+    not be contracted into an FMA (the reference rounds the product).
     """
     K = x.shape[1]
-    xr = x[m]
-    d = dst[base : base + kpad]
+    # dst is indexed as dst[b + k] with unsigned b, k and x as x[m, k]: no
+    # slice views (their reference counting costs more than a short row) and
+    # no negative-index wraparound in the loops.
+    b = np.uint64(base)
     lo_key = np.int32(0x7FFFFFFF)
     hi_key = np.int32(-0x7FFFFFFF - 1)
     for k in range(K):
-        key = _order_key(f32_bits(xr[k] * in_scale[k]))
+        key = _order_key(f32_bits(x[m, k] * in_scale[k]))
         lo_key = key if key < lo_key else lo_key
         hi_key = key if key > hi_key else hi_key
     for k in range(K, kpad):
-        d[k] = shift
+        dst[b + np.uint64(k)] = shift
     lo = bits_f32(_order_key(lo_key))
     hi = bits_f32(_order_key(hi_key))
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        rowq[0, m] = F32(1.0)
-        rowq[1, m] = F32(0.0)
-        return False
-    c = (hi + lo) * F32(0.5)
+    # One exit (early returns keep Numba from pruning the reference counting
+    # of the arguments once inlined into the callers' row loops).
+    ok = np.isfinite(lo) and np.isfinite(hi)
+    c = (hi + lo) * F32(0.5) if ok else F32(0.0)
     r = (hi - lo) * F32(0.5)
     inv = F32(127.0) / r if r != F32(0.0) else F32(np.inf)
-    rowq[1, m] = c
-    if inv == F32(np.inf) or not np.isfinite(c):
+    sa = F32(1.0)
+    if ok and inv != F32(np.inf) and np.isfinite(c):
+        sa = r / F32(127.0)
+        # rint(v) + shift without a round and a convert: for |v| <= 127,
+        # v + 1.5*2**23 is rounded (to nearest even, like rint) onto an
+        # integer whose low bits are rint(v) (the constant's low 8 bits are
+        # zero), so its bits + shift, truncated to 8 bits, are exactly
+        # rint(v) + shift.
         for k in range(K):
-            d[k] = shift
-        rowq[0, m] = F32(1.0)
-        return np.isfinite(c)
-    for k in range(K):
-        v = np.rint((xr[k] * in_scale[k] - c) * inv)
-        v = v if v > F32(-127.0) else F32(-127.0)
-        v = v if v < F32(127.0) else F32(127.0)
-        d[k] = np.int32(v) + shift
-    rowq[0, m] = r / F32(127.0)
-    return True
+            # Clip, then round: the same as rounding first (+-127 are
+            # integers, rint is monotonic). v is finite here.
+            v = (x[m, k] * in_scale[k] - c) * inv
+            v = _min_nonan(_max_nonan(v, F32(-127.0)), F32(127.0))
+            dst[b + np.uint64(k)] = np.int32(f32_bits(v + _ROUND) + np.int32(shift))
+    else:  # NaN/Inf (output is garbage), or a constant row: q = 0, sa = 1, x = c
+        ok = ok and np.isfinite(c)
+        for k in range(K):
+            dst[b + np.uint64(k)] = shift
+    rowq[0, m] = sa
+    rowq[1, m] = c
+    return ok
 
 
 @njit(parallel=True, **JIT_OPTS)

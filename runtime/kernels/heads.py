@@ -1,26 +1,24 @@
 """Row kernels the task heads need beyond the encoder's: a plain LayerNorm.
 
-Reference: ``runtime.reference.layernorm_ref`` (statistics in float64 here too).
+Reference: ``runtime.reference.layernorm_ref``. The same row LayerNorm as
+``norm.add_norm`` (float64 statistics, see ``norm._norm_row``).
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
+from .norm import _OPTS, _norm_row
 
-@njit(cache=True, parallel=True)
+
+@njit(parallel=True, **_OPTS)
 def layer_norm(x, gamma, beta, eps, out):
-    """out = LayerNorm(x) row by row; x, out (T, H) float32."""
+    """out = LayerNorm(x) row by row; x, out (T, H) float32 (out may alias x)."""
     T, H = x.shape
     for t in prange(T):
         total = 0.0
         for k in range(H):
-            total += x[t, k]
-        mean = total / H
-        sq = 0.0
-        for k in range(H):
-            d = x[t, k] - mean
-            sq += d * d
-        inv = 1.0 / np.sqrt(sq / H + eps)
-        for k in range(H):
-            out[t, k] = np.float32((x[t, k] - mean) * inv * gamma[k] + beta[k])
+            v = x[t, k]
+            out[t, k] = v
+            total += np.float64(v)
+        _norm_row(t, total, gamma, beta, eps, out)

@@ -130,6 +130,33 @@ def test_quantize_rows_exact():
     assert np.abs(q[3] * sa[3] + c[3] - x[3]).max() <= sa[3] / 2 * (1 + 1e-5)
 
 
+@pytest.mark.parametrize("K", [384, 1536, 1001])
+def test_quantize_rows_exact_wide(K):
+    """The vectorised quantizer on model widths: ties, a narrow range far from 0
+    (the clip), +-0, denormals, huge values and an input scale, all bit for bit."""
+    rng = np.random.default_rng(K)
+    x = rng.normal(0, 3, (12, K)).astype(np.float32)
+    x[0, :] = np.float32(0.0)
+    x[0, ::3] = np.float32(-0.0)
+    x[1, :] = np.arange(K) % 255 - 127 + 0.5 * (np.arange(K) % 2)  # every .5 tie, centre 0, step 1
+    x[1, :2] = [-127.0, 127.0]
+    x[2] = np.float32(1e6) + rng.uniform(0, 0.2, K).astype(np.float32)  # r ~ ulp(c): clip active
+    x[3] = rng.uniform(-1e-38, 1e-38, K).astype(np.float32)  # denormals
+    x[4] = rng.uniform(-8e37, 8e37, K).astype(np.float32)  # x 4 (scale): max - min overflows, sa = inf
+    x[5, ::7] = np.float32(-1e-45)
+    s = rng.uniform(0.25, 4, K).astype(np.float32)
+    for scale in (None, s):
+        q, sa, c = gemm.quantize_rows(x, scale)
+        with np.errstate(over="ignore"):  # row 4: the reference's max - min overflows too
+            q_ref, sa_ref, c_ref = quantize_rows_ref(x, scale)
+        np.testing.assert_array_equal(q, q_ref)
+        np.testing.assert_array_equal(sa, sa_ref)
+        np.testing.assert_array_equal(c, c_ref)
+    x[6, K // 2] = np.nan
+    with pytest.raises(Exception, match="NaN or Inf"):
+        gemm.quantize_rows(x)
+
+
 def test_input_scale_is_applied_before_quantizing():
     """SmoothQuant: qlinear(x, input_scale=s) == qlinear(x * s) on every path, bit for bit."""
     rng = np.random.default_rng(5)
