@@ -26,7 +26,7 @@ class Edgebert:
     def __init__(self, paths: dict, threads: int):
         import edgebert
 
-        self.file = paths["edgebert"]
+        self.file = paths[getattr(self, "key", "edgebert")]
         self.model = edgebert.load(self.file, threads=threads)
 
     def run(self, ids, mask, types):
@@ -34,6 +34,12 @@ class Edgebert:
 
     def embed(self, texts):
         return self.model.embed(texts, batch_size=BATCH)
+
+
+class EdgebertPlain(Edgebert):
+    """The plain int8 file (no SmoothQuant, no higher-precision layer): what calibration costs in speed."""
+    label = "edgebert int8, no calibration"
+    key = "edgebert_plain"
 
 
 class Padded:
@@ -134,7 +140,7 @@ class TorchDynamicInt8(TorchFp32):
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
-ENGINES = {"edgebert": Edgebert, "ort_int8": OrtInt8, "ort_fp32": OrtFp32,
+ENGINES = {"edgebert": Edgebert, "edgebert_plain": EdgebertPlain, "ort_int8": OrtInt8, "ort_fp32": OrtFp32,
            "torch_fp32": TorchFp32, "torch_int8": TorchDynamicInt8}
 REFERENCE = "torch_fp32"   # accuracy is measured against it
 BASELINE = "ort_int8"      # ratios are edgebert / this

@@ -27,6 +27,8 @@ def prepare(rebuild: bool = False) -> dict:
     CACHE.mkdir(parents=True, exist_ok=True)
     edgebert_file = CACHE / "all-MiniLM-L6-v2.int8.edgebert"
     convert(src, edgebert_file, dtype="int8")
+    plain_file = CACHE / "all-MiniLM-L6-v2.int8-plain.edgebert"
+    convert(src, plain_file, dtype="int8", smooth_alpha=0.0, keep=0)
     manifest = build(src, CACHE / "ort", rebuild=rebuild)
-    return {"model_dir": str(src), "edgebert": str(edgebert_file),
+    return {"model_dir": str(src), "edgebert": str(edgebert_file), "edgebert_plain": str(plain_file),
             "ort_fp32": manifest["fp32"], "ort_int8": manifest["int8"], "ort_manifest": manifest}
