@@ -25,6 +25,7 @@ def prepare(rebuild: bool = False) -> dict:
 
     src = model_dir()
     CACHE.mkdir(parents=True, exist_ok=True)
+    _compile_edgebert()
     edgebert_file = CACHE / "all-MiniLM-L6-v2.int8.edgebert"
     convert(src, edgebert_file, dtype="int8")
     plain_file = CACHE / "all-MiniLM-L6-v2.int8-plain.edgebert"
@@ -32,3 +33,19 @@ def prepare(rebuild: bool = False) -> dict:
     manifest = build(src, CACHE / "ort", rebuild=rebuild)
     return {"model_dir": str(src), "edgebert": str(edgebert_file), "edgebert_plain": str(plain_file),
             "ort_fp32": manifest["fp32"], "ort_int8": manifest["int8"], "ort_manifest": manifest}
+
+
+def _compile_edgebert() -> None:
+    """Byte-compile edgebert's sources, as ``pip install`` does for every package.
+
+    An editable checkout run with PYTHONDONTWRITEBYTECODE=1 would otherwise
+    compile every module from source in each cold-start child, a cost no
+    installed engine pays.
+    """
+    import compileall
+
+    import edgebert
+    from edgebert import converters, runtime
+
+    for package in (edgebert, converters, runtime):
+        compileall.compile_dir(Path(package.__file__).parent, quiet=1, force=False)

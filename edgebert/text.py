@@ -84,18 +84,23 @@ class TextEncoder:
 
     def __init__(self, tokenizer_json: str, max_length: int, vocab_size: int | None = None):
         check_tokenizer(tokenizer_json, vocab_size)
-        try:
-            self.tokenizer = Tokenizer.from_str(tokenizer_json)
-        except Exception as e:  # the tokenizers library raises plain Exception
-            raise InvalidModelFile(f"the tokenizer inside the model file cannot be loaded ({e})") from None
-        self.tokenizer.no_padding()
-        self.tokenizer.no_truncation()
-        # A second instance truncates as the model's own tokenizer does (specials kept);
-        # its ``overflowing`` says whether a text was cut.
-        self.truncating = Tokenizer.from_str(tokenizer_json)
+        self._json = tokenizer_json
+        self._plain: Tokenizer | None = None
+        # Truncates as the model's own tokenizer does (specials kept); its
+        # ``overflowing`` says whether a text was cut.
+        self.truncating = _load(tokenizer_json)
         self.truncating.no_padding()
         self.truncating.enable_truncation(max_length)
         self.max_length = max_length
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """A second instance without truncation, made on first use (offsets, exact lengths)."""
+        if self._plain is None:
+            self._plain = _load(self._json)
+            self._plain.no_padding()
+            self._plain.no_truncation()
+        return self._plain
 
     def encode(self, texts: Sequence[str], first_index: int = 0, truncate: bool = True
                ) -> list[tuple[list[int], list[int]]]:
@@ -123,6 +128,13 @@ class TextEncoder:
                                  f"{self.max_length}; pass truncate=True to cut it")
             out.append((enc.ids, enc.type_ids))
         return out
+
+
+def _load(tokenizer_json: str) -> Tokenizer:
+    try:
+        return Tokenizer.from_str(tokenizer_json)
+    except Exception as e:  # the tokenizers library raises plain Exception
+        raise InvalidModelFile(f"the tokenizer inside the model file cannot be loaded ({e})") from None
 
 
 def _prefix_at_whitespace(text: str, limit: int) -> str:
