@@ -22,7 +22,7 @@ import numpy as np
 
 from ...errors import InputError
 from . import cpu
-from .gemm_portable import GELU_MAX_ERR, gelu_inplace, quantize_all
+from .gemm_portable import GELU_MAX_ERR, gelu_inplace, quantize_all, residual_all
 
 __all__ = ["PackedLinear", "pack_linear", "qlinear", "qlinear_int16", "quantize_rows", "GELU_MAX_ERR"]
 
@@ -185,14 +185,26 @@ def qlinear_int16(x, packed, packed_residual, out=None, activation="none"):
     no bias and no input scale. GELU, if any, applies to the sum.
     """
     out = qlinear(x, packed, out=out, activation="none")
-    q, sa, c = quantize_rows(x, packed.input_scale)
-    residual = x * packed.input_scale - (q.astype(np.float32) * sa[:, None] + c[:, None])
+    residual = _residual_rows(x, packed.input_scale)
     out += qlinear(residual, packed_residual)
     if activation == "gelu":
         gelu_inplace(out)
     elif activation != "none":
         raise InputError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
     return out
+
+
+def _residual_rows(x, input_scale):
+    """x * input_scale minus its int8 quantization, in thread-local buffers reused across calls."""
+    M, K = x.shape
+    buf = getattr(_tls, "residual", None)
+    if buf is None or buf[0].size < M * K or buf[1].size < 2 * M:
+        buf = _tls.residual = (np.empty(max(M * K, 1), np.int8), np.empty(max(2 * M, 2), np.float32),
+                               np.empty(max(M * K, 1), np.float32))
+    residual = buf[2][:M * K].reshape(M, K)
+    if residual_all(x, input_scale, buf[0][:M * K], buf[1][:2 * M].reshape(2, M), residual):
+        raise InputError("x has NaN or Inf")
+    return residual
 
 
 def quantize_rows(x, input_scale=None):

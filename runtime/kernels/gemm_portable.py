@@ -214,6 +214,25 @@ def quantize_all(x, dst, rowq, shift, kpad, in_scale):
     return bad
 
 
+@njit(parallel=True, **JIT_OPTS)
+def residual_all(x, in_scale, q, rowq, out):
+    """out = x * in_scale - (q * sa + c) per row: what int8 quantization lost; return #bad rows.
+
+    q: int8 scratch (>= M*K,); rowq: (2, >= M). Same quantizer as the GEMM's.
+    """
+    M, K = x.shape
+    bad = 0
+    for m in prange(M):
+        if not quantize_row(x, m, q, m * K, 0, K, in_scale, rowq):
+            bad += 1
+        sa = rowq[0, m]
+        c = rowq[1, m]
+        base = m * K
+        for k in range(K):
+            out[m, k] = x[m, k] * in_scale[k] - (F32(q[base + k]) * sa + c)
+    return bad
+
+
 def pack(qw):
     """(N, K) int8 -> weights as (Np, K) int8 rows, Np = N padded to NR."""
     N, K = qw.shape
