@@ -19,9 +19,9 @@ from edgebert.verify import verify
 
 REFERENCE = Path(__file__).parent / "data" / "reference" / "all-MiniLM-L6-v2.pang_lee.npz"
 MIN_MEAN_COSINE = 0.998  # measured 0.99936
-MIN_WORST_COSINE = 0.995  # measured 0.99863
-MIN_NN_AGREEMENT = 0.95  # measured 0.955
-MIN_FINAL_SQNR_DB = 25.0  # measured 27.6 dB on the last hidden state
+MIN_WORST_COSINE = 0.995  # measured 0.99850
+MIN_NN_AGREEMENT = 0.95  # measured 0.960
+MIN_FINAL_SQNR_DB = 25.0  # measured 27.8 dB on the last hidden state
 REPORT_KEYS = {"model", "reference", "reference_meta", "quantization", "texts", "per_layer", "final", "embeddings",
                "worst_layers"}
 
