@@ -31,6 +31,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from .gemm_portable import JIT_OPTS, finish_row, quantize_row
+from .packing import pack_k4_blocks
 from .simd import I32X16, declare_intrinsic, make_ops
 
 MR = 32  # rows per register block (2 A tiles)
@@ -133,21 +134,14 @@ tdp046, tdp147, tdp256, tdp357 = _make_dpbusd(0, 4, 6), _make_dpbusd(1, 4, 7), _
 
 
 def pack(qw):
-    """(N, K) int8 -> (flat packed weights, 128*colsum (Np,) int32, Kp)."""
-    N, K = qw.shape
-    Kp = -(-K // KG) * KG
-    Np = -(-N // NR) * NR
-    w = np.zeros((Np, Kp), np.int8)
-    w[:N, :K] = qw
-    corr = SHIFT * w.sum(axis=1, dtype=np.int32)
-    # (Np, Kp) -> [Np/16][Kp/4][16][4]
-    packed = w.reshape(Np // 16, 16, Kp // 4, 4).transpose(0, 2, 1, 3)
+    """(N, K) int8 -> (flat packed weights [Np/16][Kp/4][16][4], 128*colsum (Np,) int32, Kp)."""
+    packed, corr, Kp = pack_k4_blocks(qw, KG, NR, SHIFT)
     # 64-byte aligned, so no B tile row straddles two cache lines.
     buf = np.empty(packed.size + 64, np.int8)
     off = -buf.ctypes.data % 64
     flat = buf[off : off + packed.size]
     flat[:] = packed.reshape(-1)
-    return flat, corr.astype(np.int32), Kp
+    return flat, corr, Kp
 
 
 @njit(**JIT_OPTS)

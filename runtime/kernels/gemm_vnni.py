@@ -16,6 +16,7 @@ from numba import njit, prange
 from numba.extending import intrinsic
 
 from .gemm_portable import JIT_OPTS, finish_row, quantize_all
+from .packing import pack_k4_blocks
 from .simd import I32X16, declare_intrinsic, make_ops
 
 MR = 4  # rows per register tile
@@ -40,16 +41,9 @@ def dpbusd(typingctx, acc, a, b):
 
 
 def pack(qw):
-    """(N, K) int8 -> (flat packed weights, 128*colsum (Np,) int32, Kp)."""
-    N, K = qw.shape
-    Kp = -(-K // KG) * KG
-    Np = -(-N // NR) * NR
-    w = np.zeros((Np, Kp), np.int8)
-    w[:N, :K] = qw
-    corr = SHIFT * w.sum(axis=1, dtype=np.int32)
-    # (Np, Kp) -> [Np/16][Kp/4][16][4]
-    packed = w.reshape(Np // 16, 16, Kp // KG, KG).transpose(0, 2, 1, 3)
-    return np.ascontiguousarray(packed).reshape(-1), corr.astype(np.int32), Kp
+    """(N, K) int8 -> (flat packed weights [Np/16][Kp/4][16][4], 128*colsum (Np,) int32, Kp)."""
+    packed, corr, Kp = pack_k4_blocks(qw, KG, NR, SHIFT)
+    return np.ascontiguousarray(packed).reshape(-1), corr, Kp
 
 
 @njit(**JIT_OPTS)

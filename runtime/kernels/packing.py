@@ -1,0 +1,19 @@
+"""Weight packing shared by the x86 int8 paths (plain NumPy, run once at load)."""
+import numpy as np
+
+
+def pack_k4_blocks(qw, k_multiple, n_multiple, shift):
+    """(N, K) int8 -> ([Np/16][Kp/4][16][4] int8 view, shift * colsum (Np,) int32, Kp).
+
+    K and N are zero-padded to multiples of ``k_multiple`` and ``n_multiple``;
+    each 16-column block holds, per group of 4 K values, 16 columns x 4 bytes:
+    one ``vpdpbusd`` operand, or one row of an AMX B tile. ``shift * colsum``
+    is the correction for activations stored as q + shift.
+    """
+    N, K = qw.shape
+    Kp = -(-K // k_multiple) * k_multiple
+    Np = -(-N // n_multiple) * n_multiple
+    w = np.zeros((Np, Kp), np.int8)
+    w[:N, :K] = qw
+    corr = (shift * w.sum(axis=1, dtype=np.int32)).astype(np.int32)
+    return w.reshape(Np // 16, 16, Kp // 4, 4).transpose(0, 2, 1, 3), corr, Kp
