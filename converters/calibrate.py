@@ -71,7 +71,7 @@ def calibration_texts(path: str | Path | None = None) -> tuple[list[str], str]:
 
 def linear_inputs(spec: ModelSpec, texts: list[str]) -> dict[str, np.ndarray]:
     """FP32 forward over ``texts``; what enters each linear layer, (tokens, K) per prefix."""
-    from edgebert.runtime.executor import Executor
+    from edgebert.runtime.executor import Executor, pack_sequences
     from edgebert.text import TextEncoder
 
     from .graph import build_graph
@@ -84,13 +84,7 @@ def linear_inputs(spec: ModelSpec, texts: list[str]) -> dict[str, np.ndarray]:
     encoded = TextEncoder(spec.tokenizer_json, spec.max_length).encode(texts)
     captured: dict[str, list[np.ndarray]] = {p: [] for p in linears}
     for start in range(0, len(encoded), BATCH):
-        batch = encoded[start:start + BATCH]
-        lengths = [len(ids) for ids, _ in batch]
-        out = executor.run(np.concatenate([ids for ids, _ in batch]).astype(np.int32),
-                           np.concatenate([types for _, types in batch]).astype(np.int32),
-                           np.concatenate([np.arange(n, dtype=np.int32) for n in lengths]),
-                           np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                           outputs=sorted(set(linears.values())))
+        out = executor.run(*pack_sequences(encoded[start:start + BATCH]), outputs=sorted(set(linears.values())))
         for prefix, value in linears.items():
             captured[prefix].append(out[value].copy())
     return {p: np.concatenate(v) for p, v in captured.items()}

@@ -8,6 +8,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .errors import InputError, InvalidModelFile
+from .runtime.executor import offsets_and_positions, pack_sequences
 from .settings import apply_threads, resolve_threads
 from .text import TextEncoder, as_text, chunks
 
@@ -73,9 +74,7 @@ class Model:
         """
         ids, mask, types = self._check_run_inputs(input_ids, attention_mask, token_type_ids)
         B, T = ids.shape
-        rows, cols = np.nonzero(mask)  # row-major: packed order is sequence by sequence
-        offsets = np.zeros(B + 1, dtype=np.int64)
-        np.cumsum(mask.sum(axis=1), out=offsets[1:])
+        rows, cols, offsets = _pack_mask(mask)
         hidden = self._forward(ids[rows, cols], types[rows, cols], cols.astype(np.int32), offsets)
         out = np.zeros((B, T, self.dim), dtype=np.float32)
         out[rows, cols] = hidden
@@ -124,9 +123,7 @@ class Model:
         """
         ids, mask, types = self._check_run_inputs(input_ids, attention_mask, token_type_ids)
         B, T = ids.shape
-        rows, cols = np.nonzero(mask)
-        offsets = np.zeros(B + 1, dtype=np.int64)
-        np.cumsum(mask.sum(axis=1), out=offsets[1:])
+        rows, cols, offsets = _pack_mask(mask)
         packed = self._forward(ids[rows, cols], types[rows, cols], cols.astype(np.int32), offsets, outputs=None)
         result = {}
         for name, value in packed.items():
@@ -144,18 +141,14 @@ class Model:
         """Tokenized sequences [(ids, type_ids), ...] -> per sequence a dict of its outputs:
         (L, D) for per-token values, (D,) for per-sequence ones. Batched by length inside."""
         results: list[dict] = [{} for _ in encoded]
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            lengths = np.array([len(encoded[i][0]) for i in batch], dtype=np.int64)
-            if lengths.max() > self.config["max_position_embeddings"]:
-                raise InputError(f"a sequence of {int(lengths.max())} tokens exceeds the model's "
+        for batch in _length_sorted_batches(encoded, batch_size):
+            longest = max(len(encoded[i][0]) for i in batch)
+            if longest > self.config["max_position_embeddings"]:
+                raise InputError(f"a sequence of {longest} tokens exceeds the model's "
                                  f"{self.config['max_position_embeddings']} positions")
-            offsets = np.concatenate([[0], np.cumsum(lengths)])
-            ids = np.concatenate([encoded[i][0] for i in batch]).astype(np.int32)
-            types = np.concatenate([encoded[i][1] for i in batch]).astype(np.int32)
-            positions = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
-            out = self._forward(ids, types, positions, offsets, outputs=outputs)
+            packed = pack_sequences([encoded[i] for i in batch])
+            offsets = packed[3]
+            out = self._forward(*packed, outputs=outputs)
             for name, value in out.items():
                 per_seq = name in self.executor.per_sequence
                 for j, i in enumerate(batch):
@@ -183,15 +176,10 @@ class Model:
 
     def _embed_encoded(self, encoded: list, batch_size: int) -> np.ndarray:
         out = np.empty((len(encoded), self.dim), dtype=np.float32)
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))  # similar lengths together
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            lengths = np.array([len(encoded[i][0]) for i in batch], dtype=np.int64)
-            offsets = np.concatenate([[0], np.cumsum(lengths)])
-            ids = np.concatenate([encoded[i][0] for i in batch]).astype(np.int32)
-            types = np.concatenate([encoded[i][1] for i in batch]).astype(np.int32)
-            positions = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
-            hidden = self._forward(ids, types, positions, offsets)
+        for batch in _length_sorted_batches(encoded, batch_size):
+            packed = pack_sequences([encoded[i] for i in batch])
+            offsets = packed[3]
+            hidden = self._forward(*packed)
             for j, i in enumerate(batch):
                 out[i] = self._pool(hidden[offsets[j]:offsets[j + 1]])
         return out
@@ -215,8 +203,7 @@ class Model:
         return [f"h{i}" for i in range(self.config["num_layers"])] + ["last_hidden_state"]
 
     def _packed_inputs(self, ids: np.ndarray, lengths: np.ndarray):
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        positions = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
+        offsets, positions = offsets_and_positions(lengths)
         return np.asarray(ids, np.int32), np.zeros(len(ids), np.int32), positions, offsets
 
     def hidden_states_packed(self, ids: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
@@ -226,7 +213,7 @@ class Model:
 
     def pool_packed_ids(self, ids: np.ndarray, lengths: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Packed token ids -> (n, H) pooled embeddings, batch by batch."""
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        offsets = offsets_and_positions(lengths)[0]
         out = np.empty((len(lengths), self.dim), dtype=np.float32)
         for s in range(0, len(lengths), batch_size):
             e = min(s + batch_size, len(lengths))
@@ -240,6 +227,21 @@ class Model:
         return {"path": str(self.file.path), "config": self.config, "quantization": self.quantization,
                 "pooling": self.pooling, "max_length": self.max_length,
                 "report": json.loads(self.file.metadata.get("edgebert.report", "{}"))}
+
+
+def _pack_mask(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(B, T) bool mask -> rows, cols of kept tokens (row-major: sequence by sequence) and seq_offsets."""
+    rows, cols = np.nonzero(mask)
+    offsets = np.zeros(mask.shape[0] + 1, dtype=np.int64)
+    np.cumsum(mask.sum(axis=1), out=offsets[1:])
+    return rows, cols, offsets
+
+
+def _length_sorted_batches(encoded: list, batch_size: int):
+    """Index lists of at most batch_size sequences, similar lengths together."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
 
 
 def _check_finite(model_file) -> None:

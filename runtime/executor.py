@@ -287,3 +287,20 @@ def _effective_float_weight(w, scale, input_scale):
     if input_scale is not None:
         w = w * input_scale[None, :]
     return np.ascontiguousarray(w, dtype=np.float32)
+
+
+def offsets_and_positions(lengths) -> tuple[np.ndarray, np.ndarray]:
+    """Sequence lengths -> seq_offsets (B+1,) int64 and position_ids (T,) int32 (0.. within each)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    positions = (np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], lengths)).astype(np.int32)
+    return offsets, positions
+
+
+def pack_sequences(seqs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """[(ids, type_ids), ...] -> the packed graph inputs: input_ids, token_type_ids, position_ids, seq_offsets."""
+    offsets, positions = offsets_and_positions([len(ids) for ids, _ in seqs])
+    ids = np.concatenate([ids for ids, _ in seqs]).astype(np.int32)
+    types = np.concatenate([types for _, types in seqs]).astype(np.int32)
+    return ids, types, positions, offsets
