@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .converters.quantize import measure_error
 from .reference import load_reference
 
 
 def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
-    """10 log10(signal power / error power); +inf when identical."""
-    ref64, err = ref.astype(np.float64), ref.astype(np.float64) - got.astype(np.float64)
-    noise = float((err * err).sum())
-    return float("inf") if noise == 0 else 10.0 * np.log10(float((ref64 * ref64).sum()) / noise)
+    """10 log10(signal power / error power); +inf when identical (the converter's own measure)."""
+    return measure_error(ref, got).sqnr_db
 
 
 def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
