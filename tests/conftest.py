@@ -54,31 +54,28 @@ def tiny_dir(tmp_path_factory, minilm_dir) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), minilm_dir)
 
 
-@pytest.fixture(scope="session")
-def tiny_int8(tmp_path_factory, tiny_dir) -> Path:
+def converted(tmp_path_factory, src: Path, name: str, dtype: str) -> Path:
+    """``src`` converted into a fresh temporary folder with the default settings."""
     from edgebert.converters import convert
 
-    out = tmp_path_factory.mktemp("conv") / "tiny.int8.edgebert"
-    convert(tiny_dir, out, dtype="int8")
+    out = tmp_path_factory.mktemp("conv") / name
+    convert(src, out, dtype=dtype)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_int8(tmp_path_factory, tiny_dir) -> Path:
+    return converted(tmp_path_factory, tiny_dir, "tiny.int8.edgebert", "int8")
 
 
 @pytest.fixture(scope="session")
 def minilm_int8(tmp_path_factory, minilm_dir) -> Path:
-    from edgebert.converters import convert
-
-    out = tmp_path_factory.mktemp("conv") / "minilm.int8.edgebert"
-    convert(minilm_dir, out, dtype="int8")
-    return out
+    return converted(tmp_path_factory, minilm_dir, "minilm.int8.edgebert", "int8")
 
 
 @pytest.fixture(scope="session")
 def minilm_fp32(tmp_path_factory, minilm_dir) -> Path:
-    from edgebert.converters import convert
-
-    out = tmp_path_factory.mktemp("conv") / "minilm.fp32.edgebert"
-    convert(minilm_dir, out, dtype="float32")
-    return out
+    return converted(tmp_path_factory, minilm_dir, "minilm.fp32.edgebert", "float32")
 
 
 @pytest.fixture(scope="session")
