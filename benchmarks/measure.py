@@ -3,19 +3,24 @@ so that drift (another process, clocks, heat) hits all engines alike."""
 from __future__ import annotations
 
 import gc
+import resource
 import time
 
 import numpy as np
 
 
 def interleaved(calls: dict, reps: int, warmup: int = 1, settle_s: float = 0.0,
-                budget_s: float | None = None, min_reps: int = 1) -> dict:
+                budget_s: float | None = None, min_reps: int = 1, warm_each: int = 0) -> dict:
     """{name: fn} -> {name: [seconds per call]}, at most ``reps`` rounds.
 
-    ``settle_s``: an untimed pause before each call, so that worker threads a
-    previous engine left spinning (OpenMP, ONNX Runtime) have gone idle and
-    cannot steal a core from the engine being timed. ``budget_s``: stop early
-    (never before ``min_reps`` rounds) when one more round would end past it.
+    Before each timed call the process is let go quiet (``wait_quiet``): the
+    worker threads a previous engine left spinning (ONNX Runtime spins for
+    about 20-40 ms after a call, OpenMP about 1 ms) must not steal a core from
+    the engine being timed; ``settle_s`` is the least pause. ``warm_each``:
+    one untimed call of the same engine right before the timed one, so each
+    engine is timed hot (its caches, thread pool and spinning workers its
+    own), as in a stream of requests. ``budget_s``: stop early (never before
+    ``min_reps`` rounds) when one more round would end past it.
     """
     names = list(calls)
     for _ in range(warmup):
@@ -30,6 +35,9 @@ def interleaved(calls: dict, reps: int, warmup: int = 1, settle_s: float = 0.0,
             for name in names[r % len(names):] + names[:r % len(names)]:
                 if settle_s:
                     time.sleep(settle_s)
+                    wait_quiet()
+                for _ in range(warm_each):
+                    calls[name]()
                 t0 = time.perf_counter()
                 calls[name]()
                 times[name].append(time.perf_counter() - t0)
@@ -39,6 +47,23 @@ def interleaved(calls: dict, reps: int, warmup: int = 1, settle_s: float = 0.0,
         if budget_s and r + 1 >= min_reps and elapsed * (r + 2) / (r + 1) > budget_s:
             break
     return times
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)  # all threads of this process
+    return r.ru_utime + r.ru_stime
+
+
+def wait_quiet(slice_s: float = 0.005, busy: float = 0.1, limit_s: float = 0.5) -> float:
+    """Sleep until this process used under ``busy`` of one core over a ``slice_s`` window
+    (its idle worker threads stopped spinning), at most ``limit_s``; return the seconds waited."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit_s:
+        c0, w0 = _cpu_s(), time.perf_counter()
+        time.sleep(slice_s)
+        if _cpu_s() - c0 < busy * (time.perf_counter() - w0):
+            break
+    return time.perf_counter() - t0
 
 
 def summary_ms(seconds: list) -> dict:

@@ -75,8 +75,9 @@ def markdown(r: dict) -> str:
     lines += ["## Latency of the model call (median ms, p90 in brackets; lower is better)", "",
               "Identical real token ids (windows of the Lee news corpus) for every engine; tokenization "
               f"not timed. Rounds interleave the engines in rotating order, with an untimed "
-              f"{r.get('plan', {}).get('settle_s', 0) * 1e3:.0f} ms pause before each call so that the "
-              "previous engine's spinning worker threads have gone idle.", ""]
+              f"pause of {r.get('plan', {}).get('settle_s', 0) * 1e3:.0f} ms or more before each call, until the "
+              "process is quiet (the previous engine's spinning worker threads have gone idle), then one "
+              "untimed call of the same engine: hot latency, as in a stream of requests.", ""]
     rows = []
     for row in r["latency"]:
         e = row["engines"]

@@ -63,7 +63,7 @@ def main(argv=None) -> dict:
             log(f"threads={threads}: latency {b}x{t}")
             calls = {n: (lambda e=e: e.run(ids, mask, types)) for n, e in loaded.items()}
             times = measure.interleaved(calls, plan["latency_reps"][(b, t)], settle_s=plan["settle_s"],
-                                        budget_s=plan["budget_s"], min_reps=plan["min_reps"])
+                                        budget_s=plan["budget_s"], min_reps=plan["min_reps"], warm_each=True)
             results["latency"].append({"threads": threads, "batch": b, "tokens": t,
                                        "engines": {n: measure.summary_ms(s) for n, s in times.items()}})
         log(f"threads={threads}: throughput on {len(corpus)} sentences")

@@ -30,12 +30,16 @@ class Executor:
         self.produced_at: dict[str, int] = {}  # value name -> index of the step that writes it
         self.steps: list[Callable[[dict], None]] = []
         self.io: list[tuple[list[str], list[str]]] = []  # (inputs, outputs) per step, for buffer planning
+        self._packed: dict = {}  # output value -> PackedLinear of a plain int8 linear (numba backend)
         for node in graph["nodes"]:
             self.steps.append(self._bind(node))
             self.io.append((list(node["inputs"]), list(node["outputs"])))
             if node["op"] == "first_token" or any(i in self.per_sequence for i in node["inputs"]):
                 self.per_sequence.update(node["outputs"])
             self.produced_at.update((name, len(self.steps) - 1) for name in node["outputs"])
+        # The same graph with each feed-forward block as one fused step (_fuse_ffn);
+        # used unless a run asks for a value that only exists inside a fused block.
+        self.fused_steps, self.fused_io, self.fused_away = self._fuse_ffn(graph["nodes"])
         self.capacity = 0
         self._attention_scratch: dict[int, np.ndarray] = {}  # head_dim -> per-thread scratch
         self.buffers: dict[int, np.ndarray] = {}  # slot -> (capacity, width) array
@@ -114,6 +118,8 @@ class Executor:
                                                  activation=act)
             return step
 
+        self._packed[out_name] = packed  # for the fusion pass
+
         def step(v):
             x = v[x_name]
             v[out_name] = gemm.qlinear(x, packed, out=self._buffer(out_name, x.shape[0]), activation=act)
@@ -158,6 +164,57 @@ class Executor:
             out = self._buffer(out_name, x.shape[0])
             add_norm(x, v[r_name], g, b, eps, out)
             v[out_name] = out
+        return step
+
+    # ---- fusion: linear(gelu) -> linear -> add_norm as one kernel ----------
+    def _fuse_ffn(self, nodes):
+        """(steps, io, values they no longer produce): each BERT feed-forward block
+        (up: linear+GELU, down: linear, add_norm with the residual) whose two
+        intermediates nobody else reads becomes one ``gemm.ffn`` step, where
+        the kernel path has one; elsewhere the list is the unfused one."""
+        steps, io, away = list(self.steps), list(self.io), set()
+        if self.backend != "numba":
+            return steps, io, away
+        readers: dict[str, int] = {}
+        for node in nodes:
+            for name in node["inputs"]:
+                readers[name] = readers.get(name, 0) + 1
+        outputs = set(self.outputs)
+        for i in range(len(nodes) - 3, -1, -1):  # from the end, so indices before i stay valid
+            up, down, norm = nodes[i:i + 3]
+            if not (up["op"] == "linear" and up["attrs"].get("activation") == "gelu"
+                    and down["op"] == "linear" and down["attrs"].get("activation", "none") == "none"
+                    and norm["op"] == "add_norm"):
+                continue
+            (h,), (d,) = up["outputs"], down["outputs"]
+            if (down["inputs"] != [h] or norm["inputs"][0] != d or readers.get(h) != 1 or readers.get(d) != 1
+                    or h in outputs or d in outputs or h not in self._packed or d not in self._packed
+                    or not hasattr(self._packed[h].kernels, "ffn_kernel")):
+                continue
+            step = self._bind_ffn(up, norm, self._packed[h], self._packed[d], self.steps[i:i + 3])
+            steps[i:i + 3] = [step]
+            # h and d stay listed: they get (lazily allocated) slots for the unfused fallback
+            io[i:i + 3] = [([up["inputs"][0], norm["inputs"][1]], list(norm["outputs"]) + [h, d])]
+            away.update((h, d))
+        return steps, io, away
+
+    def _bind_ffn(self, up_node, norm_node, up, down, unfused):
+        import numba
+
+        from .kernels import gemm
+
+        p, eps = norm_node["params"]["norm"], float(norm_node["attrs"]["eps"])
+        g, b = self._t(p + ".weight"), self._t(p + ".bias")
+        (x_name,), r_name, (out_name,) = up_node["inputs"], norm_node["inputs"][1], norm_node["outputs"]
+
+        def step(v):
+            x = v[x_name]
+            panel = gemm.ffn_panel_rows(up, down, x.shape[0], numba.get_num_threads())
+            if not panel:  # too few rows to give each thread a panel: the column-split kernels
+                for s in unfused:
+                    s(v)
+                return
+            v[out_name] = gemm.ffn(x, up, down, v[r_name], g, b, eps, self._buffer(out_name, x.shape[0]), panel)
         return step
 
     # ---- task heads (docs/format.md, "Heads") ------------------------------
@@ -229,7 +286,7 @@ class Executor:
             buf = self.buffers[slot] = np.empty((self.capacity, self.width[name]), dtype=np.float32)
         return buf[:rows]
 
-    def _slots(self, wanted: tuple[str, ...]) -> dict[str, int]:
+    def _slots(self, wanted: tuple[str, ...], io) -> dict[str, int]:
         """Value -> buffer slot, reusing a slot of the same width once its value is dead.
 
         A value lives from the step that writes it to the last step that reads
@@ -237,13 +294,14 @@ class Executor:
         memory with its inputs, and a forward pass needs a few slots per width
         instead of one buffer per value of every layer.
         """
-        plan = self._plans.get(wanted)
+        key = (wanted, io is self.fused_io)
+        plan = self._plans.get(key)
         if plan is not None:
             return plan
-        last_use = {name: i for i, (inputs, _) in enumerate(self.io) for name in inputs}
-        last_use.update((name, len(self.io)) for name in wanted)
+        last_use = {name: i for i, (inputs, _) in enumerate(io) for name in inputs}
+        last_use.update((name, len(io)) for name in wanted)
         plan, free, live, slots = {}, {}, [], 0
-        for i, (_, outputs) in enumerate(self.io):
+        for i, (_, outputs) in enumerate(io):
             for name in [n for n in live if last_use.get(n, -1) < i]:
                 live.remove(name)
                 free.setdefault(self.width[name], []).append(plan[name])
@@ -256,7 +314,7 @@ class Executor:
                 else:
                     plan[name], slots = slots, slots + 1
                 live.append(name)
-        self._plans[wanted] = plan
+        self._plans[key] = plan
         return plan
 
     def run(self, input_ids, token_type_ids, position_ids, seq_offsets, outputs=None) -> dict[str, np.ndarray]:
@@ -271,11 +329,12 @@ class Executor:
         unknown = [n for n in names if n not in self.produced_at]  # intermediates may be asked for too
         if unknown:
             raise ValueError(f"graph has no value {unknown[0]!r}; outputs: {self.outputs}")
-        last = max(self.produced_at[n] for n in names)
-        self._plan = self._slots(tuple(sorted(names)))
+        steps, io = (self.steps, self.io) if self.fused_away.intersection(names) else (self.fused_steps, self.fused_io)
+        last = max(i for i, (_, outs) in enumerate(io) if set(outs).intersection(names))
+        self._plan = self._slots(tuple(sorted(names)), io)
         values = {"input_ids": input_ids, "token_type_ids": token_type_ids,
                   "position_ids": position_ids, "seq_offsets": seq_offsets}
-        for step in self.steps[:last + 1]:
+        for step in steps[:last + 1]:
             step(values)
         return {name: values[name] for name in names}
 

@@ -24,7 +24,8 @@ from ...errors import InputError
 from . import cpu
 from .gemm_portable import GELU_MAX_ERR, gelu_inplace, quantize_all, residual_all
 
-__all__ = ["PackedLinear", "pack_linear", "qlinear", "qlinear_int16", "quantize_rows", "GELU_MAX_ERR"]
+__all__ = ["PackedLinear", "pack_linear", "qlinear", "qlinear_int16", "ffn_panel_rows", "ffn", "quantize_rows",
+           "GELU_MAX_ERR"]
 
 _MODULES = {"amx": "gemm_amx", "avx512vnni": "gemm_vnni", "avx2": "gemm_avx2", "portable": "gemm_portable"}
 _ACTIVATIONS = ("none", "gelu")
@@ -120,12 +121,12 @@ def _aligned_empty(n_bytes, align=64):
     return buf[off : off + n_bytes]
 
 
-def _scratch(dtype, n_bytes, M):
+def _scratch(dtype, n_bytes, M, key="buf"):
     """Thread-local reusable (quantized rows, row scales): no allocation per call."""
-    buf = getattr(_tls, "buf", None)
+    buf = getattr(_tls, key, None)
     if buf is None or buf[0].size < n_bytes or buf[1].size < 2 * M:
         buf = (_aligned_empty(max(n_bytes, 64)), np.empty(max(2 * M, 2), np.float32))
-        _tls.buf = buf
+        setattr(_tls, key, buf)
     return buf[0][:n_bytes].view(dtype), buf[1][:2 * M].reshape(2, M)
 
 
@@ -173,6 +174,62 @@ def qlinear(x, packed, out=None, activation="none"):
     if bad:
         raise InputError(f"x has NaN or Inf in {bad} of its {M} rows")
     return out
+
+
+def ffn_panel_rows(up, down, M, threads):
+    """Rows per task for ``ffn``, or 0 where the fused block does not apply.
+
+    It applies on paths with an ``ffn_kernel`` (AMX) when both layers share
+    the path and there are at least ``threads`` panels: the fused block runs
+    one row panel per thread, so a short input on 2 threads keeps the
+    column-split kernels. 64 rows keep a panel's hidden rows, re-quantized
+    rows and both weight matrices of a MiniLM-sized block within a 2 MiB L2.
+    """
+    mod = up.kernels
+    if not hasattr(mod, "ffn_kernel") or down.kernels is not mod or up.N != down.K or M == 0:
+        return 0
+    for panel in (64, mod.MR):
+        if -(-M // panel) >= threads:
+            return panel
+    return 0
+
+
+def ffn(x, up, down, residual, gamma, beta, eps, out, panel):
+    """out = LayerNorm(residual + down(GELU(up(x)))) as one kernel call (see gemm_amx.ffn_kernel).
+
+    Bit-identical to qlinear(x, up, activation="gelu") -> qlinear(., down)
+    -> add_norm(., residual); ``panel`` comes from ``ffn_panel_rows``.
+    Per-thread scratch (about 0.5 MiB a thread for MiniLM) is kept between calls.
+    """
+    _check_x(x, up.K)
+    M = x.shape[0]
+    _check_out(out, (M, down.N))
+    _check_x(residual, down.N)
+    if residual.shape[0] != M:
+        raise InputError(f"residual must have {M} rows like x, got {residual.shape[0]}")
+    if np.may_share_memory(x, out):
+        raise InputError("out must not overlap x")
+    mod = up.kernels
+    h, xq1, xq2, rowq = _ffn_scratch(panel, up.N, up.Kp, down.Kp)
+    bad = _dynamic(mod.ffn_kernel, x, up.w, up.corr, up.scale, up.wsum, up.bias, up.input_scale, up.Kp,
+                   down.w, down.corr, down.scale, down.wsum, down.bias, down.input_scale, down.Kp,
+                   residual, gamma, beta, float(eps), out, panel, h, xq1, xq2, rowq)
+    if bad:
+        raise InputError(f"x has NaN or Inf in {bad} of its {M} rows (or in the block's hidden rows)")
+    return out
+
+
+def _ffn_scratch(panel, n1, kp1, kp2):
+    """Per-thread (hidden rows, quantized rows x2, row scales) for ``ffn``, cached per shape."""
+    key = (panel, n1, kp1, kp2)
+    cache = _tls.__dict__.setdefault("ffn", {})
+    if key not in cache:
+        t = numba.config.NUMBA_NUM_THREADS
+        cache[key] = (np.empty((t, panel, n1), np.float32),
+                      _aligned_empty(t * panel * kp1).reshape(t, panel * kp1),
+                      _aligned_empty(t * panel * kp2).reshape(t, panel * kp2),
+                      np.ones((t, 2, 2, panel), np.float32))
+    return cache[key]
 
 
 def qlinear_int16(x, packed, packed_residual, out=None, activation="none"):

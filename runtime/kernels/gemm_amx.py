@@ -25,12 +25,14 @@ scratch (``gemm._aligned_empty``) and the kernels' own buffers are 64-byte
 aligned; an int32 ``out`` gets direct tile stores only where aligned.
 """
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from .gemm_portable import JIT_OPTS, finish_row, quantize_row
+from .norm import add_norm_rows
 from .packing import pack_k4_blocks
 from .simd import I32X16, declare_intrinsic, make_ops
 
@@ -376,3 +378,46 @@ def _gemm_i32_parallel(xq, wp, corr, out, Kp):
         mb0, nb0 = mt * mbs, nt * nbs
         _task(xq, Kp, wp, corr, M, mb0, min(mb0 + mbs, n_mb), nb0, min(nb0 + nbs, n_nb), out, True, none2, none, none,
               none, False)
+
+
+@njit(parallel=True, **JIT_OPTS)
+def ffn_kernel(x, w1, corr1, sw1, wsum1, b1, in1, Kp1, w2, corr2, sw2, wsum2, b2, in2, Kp2,
+               residual, gamma, beta, eps, out, panel, h_s, xq1_s, xq2_s, rowq_s):
+    """A whole BERT feed-forward block, one row panel per task:
+
+        out = LayerNorm(residual + down(GELU(up(x))))
+
+    x (M, K1) -> out (M, N2). Each panel of ``panel`` rows (a multiple of
+    MR) is quantized, multiplied by the up weights, GELU'd into the
+    thread's own hidden rows h_s[tid] (panel, N1), re-quantized, multiplied
+    by the down weights and normalised by one thread while it is in L2;
+    separate kernels would stream an (M, N1) float32 hidden state through
+    memory twice. Per-thread scratch: xq1_s (threads, panel*Kp1) and xq2_s
+    (threads, panel*Kp2) u8, 64-byte aligned rows; rowq_s (threads, 2, 2, panel).
+    Every step is the unfused step's own code on the same rows (quantizer,
+    tiles, epilogue, ``norm.add_norm_rows``), so the result is bit-identical
+    to qlinear(gelu) -> qlinear -> add_norm. Returns the number of bad
+    (NaN/Inf) rows met in x or the hidden rows.
+    """
+    M = x.shape[0]
+    N1 = h_s.shape[2]
+    N2 = out.shape[1]
+    bad = 0
+    for p in prange((M + panel - 1) // panel):
+        m0 = p * panel
+        rows = min(panel, M - m0)
+        tid = numba.get_thread_id()
+        h = h_s[tid]
+        xq1 = xq1_s[tid]
+        xq2 = xq2_s[tid]
+        rq1 = rowq_s[tid, 0]
+        rq2 = rowq_s[tid, 1]
+        o = out[m0 : m0 + rows]
+        nmb = (rows + MR - 1) // MR
+        bad_x = _quantize_rows(x[m0 : m0 + rows], xq1, rq1, Kp1, 0, rows, in1)
+        _task(xq1, Kp1, w1, corr1, rows, 0, nmb, 0, (N1 + NR - 1) // NR, h, False, rq1, sw1, wsum1, b1, True)
+        bad_h = _quantize_rows(h, xq2, rq2, Kp2, 0, rows, in2)
+        _task(xq2, Kp2, w2, corr2, rows, 0, nmb, 0, (N2 + NR - 1) // NR, o, False, rq2, sw2, wsum2, b2, False)
+        add_norm_rows(o, residual[m0 : m0 + rows], 0, rows, gamma, beta, eps, o)
+        bad += bad_x + bad_h  # one reduction statement (Numba's parfor rule)
+    return bad

@@ -42,17 +42,34 @@ def _norm_row(t, total, gamma, beta, eps, out):
         out[t, k] = np.float32((np.float64(out[t, k]) - mean) * inv * np.float64(gamma[k]) + np.float64(beta[k]))
 
 
+@njit(inline="always", **_OPTS)
+def add_norm_row(x, residual, t, gamma, beta, eps, out):
+    """out[t] = LayerNorm(x[t] + residual[t]); out may alias x."""
+    H = x.shape[1]
+    total = 0.0
+    for k in range(H):
+        v = x[t, k] + residual[t, k]
+        out[t, k] = v
+        total += np.float64(v)
+    _norm_row(t, total, gamma, beta, eps, out)
+
+
+@njit(**_OPTS)
+def add_norm_rows(x, residual, t0, t1, gamma, beta, eps, out):
+    """Rows t0..t1 of ``add_norm``, on the calling thread: for fused kernels.
+
+    Not inlined (a plain call), so it keeps this module's float flags
+    whoever calls it, and rounds exactly as ``add_norm``.
+    """
+    for t in range(t0, t1):
+        add_norm_row(x, residual, t, gamma, beta, eps, out)
+
+
 @njit(parallel=True, **_OPTS)
 def add_norm(x, residual, gamma, beta, eps, out):
     """out = LayerNorm(x + residual); x, residual, out (T, H) float32; out may alias x."""
-    T, H = x.shape
-    for t in prange(T):
-        total = 0.0
-        for k in range(H):
-            v = x[t, k] + residual[t, k]
-            out[t, k] = v
-            total += np.float64(v)
-        _norm_row(t, total, gamma, beta, eps, out)
+    for t in prange(x.shape[0]):
+        add_norm_row(x, residual, t, gamma, beta, eps, out)
 
 
 @njit(parallel=True, **_OPTS)
