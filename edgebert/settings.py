@@ -10,7 +10,9 @@ THREADS_ENV = "EDGEBERT_NUM_THREADS"
 
 def resolve_threads(threads: int | None) -> int:
     """Thread count: the argument, else $EDGEBERT_NUM_THREADS, else every core Numba sees."""
-    import numba
+    from .runtime.startup import import_numba
+
+    numba = import_numba()
 
     if threads is None:
         env = os.environ.get(THREADS_ENV, "").strip()

@@ -1,0 +1,34 @@
+"""runtime.startup: Numba imported without its scipy probes, and nothing lost by it."""
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = """
+import sys
+import numpy as np
+import edgebert
+model = edgebert.load(sys.argv[1], threads=1)
+model.embed(["one sentence"])
+print("scipy imported by edgebert:", "scipy" in sys.modules)
+import numba
+
+@numba.njit
+def dot(a, b):
+    return np.dot(a, b)
+
+@numba.njit
+def corr(a, b):
+    return np.correlate(a, b)
+
+print("np.dot in user code:", dot(np.arange(3.0), np.arange(3.0)), corr(np.ones(3), np.ones(3))[0])
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("scipy") is None, reason="the probes only cost anything with scipy installed")
+def test_first_embedding_without_scipy_and_user_blas_still_works(tiny_int8):
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tiny_int8)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "scipy imported by edgebert: False" in out.stdout
+    assert "np.dot in user code: 5.0 3.0" in out.stdout  # BLAS-backed np.dot still available to the user
