@@ -30,7 +30,8 @@ class Executor:
         self.produced_at: dict[str, int] = {}  # value name -> index of the step that writes it
         self.steps: list[Callable[[dict], None]] = []
         self.io: list[tuple[list[str], list[str]]] = []  # (inputs, outputs) per step, for buffer planning
-        self._packed: dict = {}  # output value -> PackedLinear of a plain int8 linear (numba backend)
+        self._packed: dict = {}  # output value -> PackedLinear of an int8-weight linear (numba backend)
+        self._two_pass: set[str] = set()  # ... of those, the ones run as qlinear_int16
         for node in graph["nodes"]:
             self.steps.append(self._bind(node))
             self.io.append((list(node["inputs"]), list(node["outputs"])))
@@ -109,7 +110,9 @@ class Executor:
             return step
         from .kernels import gemm
         packed = gemm.pack_linear(w, scale, bias, input_scale=input_scale)
+        self._packed[out_name] = packed  # for the fusion pass
         if int16:
+            self._two_pass.add(out_name)
             residual = gemm.pack_linear(w, scale)
 
             def step(v):
@@ -117,8 +120,6 @@ class Executor:
                 v[out_name] = gemm.qlinear_int16(x, packed, residual, out=self._buffer(out_name, x.shape[0]),
                                                  activation=act)
             return step
-
-        self._packed[out_name] = packed  # for the fusion pass
 
         def step(v):
             x = v[x_name]
@@ -169,9 +170,10 @@ class Executor:
     # ---- fusion: linear(gelu) -> linear -> add_norm as one kernel ----------
     def _fuse_ffn(self, nodes):
         """(steps, io, values they no longer produce): each BERT feed-forward block
-        (up: linear+GELU, down: linear, add_norm with the residual) whose two
-        intermediates nobody else reads becomes one ``gemm.ffn`` step, where
-        the kernel path has one; elsewhere the list is the unfused one."""
+        (up: int8 linear+GELU, down: int8 or int16-activation linear, add_norm
+        with the residual) whose two intermediates nobody else reads becomes
+        one ``gemm.ffn`` step, where the kernel path has one; elsewhere the
+        list is the unfused one."""
         steps, io, away = list(self.steps), list(self.io), set()
         if self.backend != "numba":
             return steps, io, away
@@ -189,16 +191,17 @@ class Executor:
             (h,), (d,) = up["outputs"], down["outputs"]
             if (down["inputs"] != [h] or norm["inputs"][0] != d or readers.get(h) != 1 or readers.get(d) != 1
                     or h in outputs or d in outputs or h not in self._packed or d not in self._packed
-                    or not hasattr(self._packed[h].kernels, "ffn_kernel")):
+                    or h in self._two_pass or not hasattr(self._packed[h].kernels, "ffn_kernel")):
                 continue
-            step = self._bind_ffn(up, norm, self._packed[h], self._packed[d], self.steps[i:i + 3])
+            step = self._bind_ffn(up, norm, self._packed[h], self._packed[d], d in self._two_pass,
+                                  self.steps[i:i + 3])
             steps[i:i + 3] = [step]
             # h and d stay listed: they get (lazily allocated) slots for the unfused fallback
             io[i:i + 3] = [([up["inputs"][0], norm["inputs"][1]], list(norm["outputs"]) + [h, d])]
             away.update((h, d))
         return steps, io, away
 
-    def _bind_ffn(self, up_node, norm_node, up, down, unfused):
+    def _bind_ffn(self, up_node, norm_node, up, down, two_pass, unfused):
         import numba
 
         from .kernels import gemm
@@ -214,7 +217,8 @@ class Executor:
                 for s in unfused:
                     s(v)
                 return
-            v[out_name] = gemm.ffn(x, up, down, v[r_name], g, b, eps, self._buffer(out_name, x.shape[0]), panel)
+            v[out_name] = gemm.ffn(x, up, down, v[r_name], g, b, eps, self._buffer(out_name, x.shape[0]), panel,
+                                   two_pass)
         return step
 
     # ---- task heads (docs/format.md, "Heads") ------------------------------

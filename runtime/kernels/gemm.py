@@ -194,12 +194,13 @@ def ffn_panel_rows(up, down, M, threads):
     return 0
 
 
-def ffn(x, up, down, residual, gamma, beta, eps, out, panel):
+def ffn(x, up, down, residual, gamma, beta, eps, out, panel, two_pass=False):
     """out = LayerNorm(residual + down(GELU(up(x)))) as one kernel call (see gemm_amx.ffn_kernel).
 
     Bit-identical to qlinear(x, up, activation="gelu") -> qlinear(., down)
-    -> add_norm(., residual); ``panel`` comes from ``ffn_panel_rows``.
-    Per-thread scratch (about 0.5 MiB a thread for MiniLM) is kept between calls.
+    (``two_pass``: qlinear_int16(., down, residual-pass weights)) ->
+    add_norm(., residual); ``panel`` comes from ``ffn_panel_rows``.
+    Per-thread scratch (about 0.6 MiB a thread for MiniLM) is kept between calls.
     """
     _check_x(x, up.K)
     M = x.shape[0]
@@ -210,25 +211,27 @@ def ffn(x, up, down, residual, gamma, beta, eps, out, panel):
     if np.may_share_memory(x, out):
         raise InputError("out must not overlap x")
     mod = up.kernels
-    h, xq1, xq2, rowq = _ffn_scratch(panel, up.N, up.Kp, down.Kp)
+    h, xq1, xq2, rowq, o2, zeros, ones = _ffn_scratch(panel, up.N, up.Kp, down.Kp, down.N)
     bad = _dynamic(mod.ffn_kernel, x, up.w, up.corr, up.scale, up.wsum, up.bias, up.input_scale, up.Kp,
                    down.w, down.corr, down.scale, down.wsum, down.bias, down.input_scale, down.Kp,
-                   residual, gamma, beta, float(eps), out, panel, h, xq1, xq2, rowq)
+                   residual, gamma, beta, float(eps), out, panel, bool(two_pass), h, xq1, xq2, rowq, o2, zeros, ones)
     if bad:
         raise InputError(f"x has NaN or Inf in {bad} of its {M} rows (or in the block's hidden rows)")
     return out
 
 
-def _ffn_scratch(panel, n1, kp1, kp2):
-    """Per-thread (hidden rows, quantized rows x2, row scales) for ``ffn``, cached per shape."""
-    key = (panel, n1, kp1, kp2)
+def _ffn_scratch(panel, n1, kp1, kp2, n2):
+    """Per-thread (hidden rows, quantized rows x2, row scales, second-pass rows) for ``ffn``,
+    plus the second pass's zero bias and unit input scale; cached per shape."""
+    key = (panel, n1, kp1, kp2, n2)
     cache = _tls.__dict__.setdefault("ffn", {})
     if key not in cache:
         t = numba.config.NUMBA_NUM_THREADS
         cache[key] = (np.empty((t, panel, n1), np.float32),
                       _aligned_empty(t * panel * kp1).reshape(t, panel * kp1),
                       _aligned_empty(t * panel * kp2).reshape(t, panel * kp2),
-                      np.ones((t, 2, 2, panel), np.float32))
+                      np.ones((t, 3, 2, panel), np.float32), np.empty((t, panel, n2), np.float32),
+                      np.zeros(n2, np.float32), np.ones(n1, np.float32))
     return cache[key]
 
 

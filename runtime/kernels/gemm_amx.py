@@ -380,9 +380,25 @@ def _gemm_i32_parallel(xq, wp, corr, out, Kp):
               none, False)
 
 
+@njit(**JIT_OPTS)
+def _residual_in_place(h, xq, rowq, Kp, rows, in_scale):
+    """h[m] = h[m] * in_scale - (q * sa + c): what the int8 rows xq (u8 = q + SHIFT) lost of h.
+
+    The same float steps as ``gemm_portable.residual_all``, so the same bits.
+    """
+    K = h.shape[1]
+    for m in range(rows):
+        sa = rowq[0, m]
+        c = rowq[1, m]
+        base = m * Kp
+        for k in range(K):
+            q = np.float32(np.int32(xq[base + k]) - np.int32(SHIFT))
+            h[m, k] = h[m, k] * in_scale[k] - (q * sa + c)
+
+
 @njit(parallel=True, **JIT_OPTS)
 def ffn_kernel(x, w1, corr1, sw1, wsum1, b1, in1, Kp1, w2, corr2, sw2, wsum2, b2, in2, Kp2,
-               residual, gamma, beta, eps, out, panel, h_s, xq1_s, xq2_s, rowq_s):
+               residual, gamma, beta, eps, out, panel, two_pass, h_s, xq1_s, xq2_s, rowq_s, o2_s, zeros2, ones1):
     """A whole BERT feed-forward block, one row panel per task:
 
         out = LayerNorm(residual + down(GELU(up(x))))
@@ -392,12 +408,16 @@ def ffn_kernel(x, w1, corr1, sw1, wsum1, b1, in1, Kp1, w2, corr2, sw2, wsum2, b2
     thread's own hidden rows h_s[tid] (panel, N1), re-quantized, multiplied
     by the down weights and normalised by one thread while it is in L2;
     separate kernels would stream an (M, N1) float32 hidden state through
-    memory twice. Per-thread scratch: xq1_s (threads, panel*Kp1) and xq2_s
-    (threads, panel*Kp2) u8, 64-byte aligned rows; rowq_s (threads, 2, 2, panel).
-    Every step is the unfused step's own code on the same rows (quantizer,
-    tiles, epilogue, ``norm.add_norm_rows``), so the result is bit-identical
-    to qlinear(gelu) -> qlinear -> add_norm. Returns the number of bad
-    (NaN/Inf) rows met in x or the hidden rows.
+    memory twice. ``two_pass``: down runs as ``qlinear_int16`` (the hidden
+    rows' quantization residual, re-quantized, through the same weights with
+    no bias (zeros2) and no input scale (ones1), added to the first pass).
+    Per-thread scratch: xq1_s (threads, panel*Kp1) and xq2_s (threads,
+    panel*Kp2) u8, 64-byte aligned rows; rowq_s (threads, 3, 2, panel);
+    o2_s (threads, panel, N2) for the second pass. Every step is the
+    unfused steps' own arithmetic on the same rows (quantizer, tiles,
+    epilogue, residual, ``norm.add_norm_rows``), so the result is
+    bit-identical to them. Returns the number of bad (NaN/Inf) rows met in
+    x or the hidden rows.
     """
     M = x.shape[0]
     N1 = h_s.shape[2]
@@ -410,14 +430,23 @@ def ffn_kernel(x, w1, corr1, sw1, wsum1, b1, in1, Kp1, w2, corr2, sw2, wsum2, b2
         h = h_s[tid]
         xq1 = xq1_s[tid]
         xq2 = xq2_s[tid]
-        rq1 = rowq_s[tid, 0]
-        rq2 = rowq_s[tid, 1]
         o = out[m0 : m0 + rows]
         nmb = (rows + MR - 1) // MR
-        bad_x = _quantize_rows(x[m0 : m0 + rows], xq1, rq1, Kp1, 0, rows, in1)
-        _task(xq1, Kp1, w1, corr1, rows, 0, nmb, 0, (N1 + NR - 1) // NR, h, False, rq1, sw1, wsum1, b1, True)
-        bad_h = _quantize_rows(h, xq2, rq2, Kp2, 0, rows, in2)
-        _task(xq2, Kp2, w2, corr2, rows, 0, nmb, 0, (N2 + NR - 1) // NR, o, False, rq2, sw2, wsum2, b2, False)
+        bad_x = _quantize_rows(x[m0 : m0 + rows], xq1, rowq_s[tid, 0], Kp1, 0, rows, in1)
+        _task(xq1, Kp1, w1, corr1, rows, 0, nmb, 0, (N1 + NR - 1) // NR, h, False, rowq_s[tid, 0], sw1, wsum1, b1,
+              True)
+        bad_h = _quantize_rows(h, xq2, rowq_s[tid, 1], Kp2, 0, rows, in2)
+        _task(xq2, Kp2, w2, corr2, rows, 0, nmb, 0, (N2 + NR - 1) // NR, o, False, rowq_s[tid, 1], sw2, wsum2, b2,
+              False)
+        if two_pass:
+            o2 = o2_s[tid]
+            _residual_in_place(h, xq2, rowq_s[tid, 1], Kp2, rows, in2)
+            _quantize_rows(h, xq2, rowq_s[tid, 2], Kp2, 0, rows, ones1)
+            _task(xq2, Kp2, w2, corr2, rows, 0, nmb, 0, (N2 + NR - 1) // NR, o2, False, rowq_s[tid, 2], sw2, wsum2,
+                  zeros2, False)
+            for m in range(rows):
+                for n in range(N2):
+                    o[m, n] += o2[m, n]
         add_norm_rows(o, residual[m0 : m0 + rows], 0, rows, gamma, beta, eps, o)
         bad += bad_x + bad_h  # one reduction statement (Numba's parfor rule)
     return bad

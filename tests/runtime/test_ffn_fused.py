@@ -22,9 +22,11 @@ def _layers(rng, H, N1, smooth):
     return up, down, g, b
 
 
-def _unfused(x, up, down, r, g, b):
+def _unfused(x, up, down, r, g, b, two_pass=False, down_residual=None):
     out = np.empty((x.shape[0], down.N), np.float32)
-    add_norm(gemm.qlinear(gemm.qlinear(x, up, activation="gelu"), down), r, g, b, 1e-12, out)
+    h = gemm.qlinear(x, up, activation="gelu")
+    d = gemm.qlinear_int16(h, down, down_residual) if two_pass else gemm.qlinear(h, down)
+    add_norm(d, r, g, b, 1e-12, out)
     return out
 
 
@@ -37,6 +39,26 @@ def test_fused_block_is_bit_identical_to_its_steps(H, N1, M, panel):
     x, r = rng.normal(0, 2, (M, H)).astype(np.float32), rng.normal(0, 2, (M, H)).astype(np.float32)
     out = gemm.ffn(x, up, down, r, g, b, 1e-12, np.empty((M, H), np.float32), panel)
     np.testing.assert_array_equal(out, _unfused(x, up, down, r, g, b))
+
+
+@pytest.mark.parametrize("M", [1, 31, 64, 97])
+def test_fused_two_pass_block_is_bit_identical_to_qlinear_int16(M):
+    """down as int16 activations (two int8 passes), as the converter keeps its most sensitive layer."""
+    rng = np.random.default_rng(M)
+    H, N1 = 96, 200
+    up = gemm.pack_linear(rng.integers(-127, 128, (N1, H), dtype=np.int8), rng.uniform(1e-3, 2e-2, N1).astype(np.float32),
+                          rng.normal(0, 1, N1).astype(np.float32), path="amx")
+    qw, scale = rng.integers(-127, 128, (H, N1), dtype=np.int8), rng.uniform(1e-3, 2e-2, H).astype(np.float32)
+    down = gemm.pack_linear(qw, scale, rng.normal(0, 1, H).astype(np.float32),
+                            input_scale=rng.uniform(0.5, 2, N1).astype(np.float32), path="amx")
+    down_residual = gemm.pack_linear(qw, scale, path="amx")
+    g, b = rng.normal(1, 0.1, H).astype(np.float32), rng.normal(0, 0.1, H).astype(np.float32)
+    x, r = rng.normal(0, 2, (M, H)).astype(np.float32), rng.normal(0, 2, (M, H)).astype(np.float32)
+    want = _unfused(x, up, down, r, g, b, two_pass=True, down_residual=down_residual)
+    for panel in (32, 64):
+        got = gemm.ffn(x, up, down, r, g, b, 1e-12, np.empty((M, H), np.float32), panel, two_pass=True)
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(want, _unfused(x, up, down, r, g, b)), "the second pass must change something"
 
 
 def test_fused_block_thread_count_and_rows_independent():
@@ -86,7 +108,7 @@ def test_executor_fused_and_unfused_agree(tiny_int8, lengths):
     for a value that lives inside a fused block runs the unfused list."""
     model = edgebert.load(tiny_int8)
     ex = model.executor
-    assert ex.fused_away, "the tiny model has a plain int8 feed-forward block to fuse"
+    assert len(ex.fused_away) == 4, "both feed-forward blocks fuse, the one with an int16 down layer too"
     rng = np.random.default_rng(len(lengths))
     width = max(lengths)
     ids = rng.integers(1000, 20000, (len(lengths), width))
