@@ -24,7 +24,7 @@ from ...errors import InputError
 from . import cpu
 from .gemm_portable import GELU_MAX_ERR, gelu_inplace, quantize_all, residual_all
 
-__all__ = ["PackedLinear", "pack_linear", "qlinear", "qlinear_int16", "ffn_panel_rows", "ffn", "quantize_rows",
+__all__ = ["PackedLinear", "pack_linear", "qlinear", "qlinear_int16", "panel_rows", "ffn", "quantize_rows",
            "GELU_MAX_ERR"]
 
 _MODULES = {"amx": "gemm_amx", "avx512vnni": "gemm_vnni", "avx2": "gemm_avx2", "portable": "gemm_portable"}
@@ -176,17 +176,17 @@ def qlinear(x, packed, out=None, activation="none"):
     return out
 
 
-def ffn_panel_rows(up, down, M, threads):
-    """Rows per task for ``ffn``, or 0 where the fused block does not apply.
+def panel_rows(layers, M, threads):
+    """Rows per task for the fused row-panel kernel ``ffn``, or 0 where it does not apply.
 
-    It applies on paths with an ``ffn_kernel`` (AMX) when both layers share
-    the path and there are at least ``threads`` panels: the fused block runs
-    one row panel per thread, so a short input on 2 threads keeps the
-    column-split kernels. 64 rows keep a panel's hidden rows, re-quantized
-    rows and both weight matrices of a MiniLM-sized block within a 2 MiB L2.
+    It applies on paths that have it (AMX) when the layers share the path
+    and there are at least ``threads`` panels: one row panel runs on one
+    thread, so a short input on 2 threads keeps the column-split kernels.
+    64 rows keep a panel's hidden rows, re-quantized rows and both weight
+    matrices of a MiniLM-sized feed-forward block within a 2 MiB L2.
     """
-    mod = up.kernels
-    if not hasattr(mod, "ffn_kernel") or down.kernels is not mod or up.N != down.K or M == 0:
+    mod = layers[0].kernels
+    if not hasattr(mod, "ffn_kernel") or any(p.kernels is not mod for p in layers) or M == 0:
         return 0
     for panel in (64, mod.MR):
         if -(-M // panel) >= threads:
@@ -194,22 +194,29 @@ def ffn_panel_rows(up, down, M, threads):
     return 0
 
 
+def _check_fused(x, first, last, residual, out):
+    _check_x(x, first.K)
+    M = x.shape[0]
+    _check_out(out, (M, last.N))
+    _check_x(residual, last.N)
+    if residual.shape[0] != M:
+        raise InputError(f"residual must have {M} rows like x, got {residual.shape[0]}")
+    if np.may_share_memory(x, out):
+        raise InputError("out must not overlap x")
+
+
 def ffn(x, up, down, residual, gamma, beta, eps, out, panel, two_pass=False):
     """out = LayerNorm(residual + down(GELU(up(x)))) as one kernel call (see gemm_amx.ffn_kernel).
 
     Bit-identical to qlinear(x, up, activation="gelu") -> qlinear(., down)
     (``two_pass``: qlinear_int16(., down, residual-pass weights)) ->
-    add_norm(., residual); ``panel`` comes from ``ffn_panel_rows``.
+    add_norm(., residual); ``panel`` comes from ``panel_rows``.
     Per-thread scratch (about 0.6 MiB a thread for MiniLM) is kept between calls.
     """
-    _check_x(x, up.K)
+    if up.N != down.K:
+        raise InputError(f"up has {up.N} outputs but down takes {down.K} inputs")
+    _check_fused(x, up, down, residual, out)
     M = x.shape[0]
-    _check_out(out, (M, down.N))
-    _check_x(residual, down.N)
-    if residual.shape[0] != M:
-        raise InputError(f"residual must have {M} rows like x, got {residual.shape[0]}")
-    if np.may_share_memory(x, out):
-        raise InputError("out must not overlap x")
     mod = up.kernels
     h, xq1, xq2, rowq, o2, zeros, ones = _ffn_scratch(panel, up.N, up.Kp, down.Kp, down.N)
     bad = _dynamic(mod.ffn_kernel, x, up.w, up.corr, up.scale, up.wsum, up.bias, up.input_scale, up.Kp,
@@ -223,8 +230,8 @@ def ffn(x, up, down, residual, gamma, beta, eps, out, panel, two_pass=False):
 def _ffn_scratch(panel, n1, kp1, kp2, n2):
     """Per-thread (hidden rows, quantized rows x2, row scales, second-pass rows) for ``ffn``,
     plus the second pass's zero bias and unit input scale; cached per shape."""
-    key = (panel, n1, kp1, kp2, n2)
-    cache = _tls.__dict__.setdefault("ffn", {})
+    key = ("ffn", panel, n1, kp1, kp2, n2)
+    cache = _tls.__dict__.setdefault("fused", {})
     if key not in cache:
         t = numba.config.NUMBA_NUM_THREADS
         cache[key] = (np.empty((t, panel, n1), np.float32),

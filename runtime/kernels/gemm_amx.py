@@ -294,10 +294,12 @@ def _split(M, N):
 
 
 # Below this many operations (2*M*Kp*N) a call runs on the calling thread
-# only. On 2 shared cores waking a second worker cost more than it saved up
-# to about 40-110 M ops (e.g. 16x384x384: 10 us on 1 thread, 25 us on 2);
-# ONNX Runtime also sizes its thread count by the work.
-SERIAL_OPS = 48_000_000
+# only. Alone, waking a sleeping second worker cost more than it saved up to
+# about 40-110 M ops (e.g. 16x384x384: 10 us on 1 thread, 25 us on 2); inside
+# a forward pass the workers are still spinning from the previous kernel, and
+# whole-model timings on 2 threads were 5 % faster at 8 M than at 48 M (1x128:
+# 5.56 vs 5.86 ms; 1x16: 1.36 vs 1.44 ms; 1 thread unchanged).
+SERIAL_OPS = 8_000_000
 
 
 def qlinear_kernel(x, wp, corr, sw, wsum, bias, in_scale, out, xq, rowq, Kp, gelu):
@@ -450,3 +452,4 @@ def ffn_kernel(x, w1, corr1, sw1, wsum1, b1, in1, Kp1, w2, corr2, sw2, wsum2, b2
         add_norm_rows(o, residual[m0 : m0 + rows], 0, rows, gamma, beta, eps, o)
         bad += bad_x + bad_h  # one reduction statement (Numba's parfor rule)
     return bad
+

@@ -94,12 +94,13 @@ def test_fused_block_rejects_bad_input():
 def test_panel_rows_give_every_thread_a_panel():
     rng = np.random.default_rng(6)
     up, down, _, _ = _layers(rng, 64, 128, smooth=False)
-    assert gemm.ffn_panel_rows(up, down, 128, 2) == 64
-    assert gemm.ffn_panel_rows(up, down, 64, 2) == 32
-    assert gemm.ffn_panel_rows(up, down, 16, 1) == 64
-    assert gemm.ffn_panel_rows(up, down, 32, 2) == 0  # one panel: the column-split kernels instead
+    assert gemm.panel_rows((up, down), 128, 2) == 64
+    assert gemm.panel_rows((up, down), 64, 2) == 32
+    assert gemm.panel_rows((up,), 16, 1) == 64
+    assert gemm.panel_rows((up, down), 32, 2) == 0  # one panel: the column-split kernels instead
     other = gemm.pack_linear(np.ones((64, 128), np.int8), np.ones(64, np.float32), path="portable")
-    assert gemm.ffn_panel_rows(up, other, 128, 1) == 0
+    assert gemm.panel_rows((up, other), 128, 1) == 0
+    assert gemm.panel_rows((other,), 128, 1) == 0
 
 
 @pytest.mark.parametrize("lengths", [[3], [40, 7, 90], [128, 128]])
