@@ -92,6 +92,22 @@ class ModelFile(_JsonMetadata):
     metadata: dict[str, str]
     tensors: dict[str, np.ndarray]
 
+    def release_pages(self) -> None:
+        """Let the OS drop the file's pages from this process's memory (they are
+        read back on the next touch): after load, the checksum and the weight
+        packing have touched the whole map, but inference reads only the
+        embedding rows of the tokens it sees. A no-op for a file read into memory.
+        """
+        payload = next(iter(self.tensors.values()), None)
+        base = payload.base if payload is not None else None
+        while isinstance(base, (np.ndarray, memoryview)):
+            base = base.base if isinstance(base, np.ndarray) else base.obj
+        if isinstance(base, _mmap.mmap) and hasattr(_mmap, "MADV_DONTNEED"):
+            try:
+                base.madvise(_mmap.MADV_DONTNEED)
+            except (OSError, ValueError):
+                pass  # advice only
+
 
 # --------------------------------------------------------------------- writing
 

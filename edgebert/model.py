@@ -56,6 +56,8 @@ class Model:
 
             announce_first_compile()
         self.executor = Executor(graph, model_file.tensors, backend=backend)
+        if backend == "numba":
+            model_file.release_pages()  # the int8 weights now live packed in the executor
         self.dim = self.config["hidden_size"]
         self.head = model_file.json("edgebert.head") if "edgebert.head" in meta else None
         if self.head is not None and not (isinstance(self.head, dict) and isinstance(self.head.get("task"), str)):

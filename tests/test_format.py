@@ -85,6 +85,15 @@ def test_round_trip_every_dtype(model_path: Path, use_mmap: bool) -> None:
     assert model.path == os.fspath(model_path)
 
 
+@pytest.mark.parametrize("use_mmap", [True, False])
+def test_release_pages_keeps_tensors_readable(model_path: Path, use_mmap: bool) -> None:
+    """Dropping the map's pages is only advice: the next read brings the same bytes back."""
+    model = read_model(model_path, mmap=use_mmap)
+    model.release_pages()
+    for name, arr in sample_tensors().items():
+        np.testing.assert_array_equal(model.tensors[name], arr)
+
+
 def test_metadata_values(model_path: Path) -> None:
     model = read_model(model_path)
     meta = model.metadata
