@@ -115,7 +115,7 @@ class Executor:
         self._packed[out_name] = packed  # for the fusion pass
         if int16:
             self._two_pass.add(out_name)
-            residual = gemm.pack_linear(w, scale)
+            residual = gemm.residual_pass(packed)
 
             def step(v):
                 x = v[x_name]

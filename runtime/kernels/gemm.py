@@ -15,7 +15,7 @@ only when selected: see ``cpu.py``.
 
 import importlib
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numba
 import numpy as np
@@ -24,7 +24,7 @@ from ...errors import InputError
 from . import cpu
 from .gemm_portable import GELU_MAX_ERR, gelu_inplace, quantize_all, residual_all
 
-__all__ = ["PackedLinear", "pack_linear", "qlinear", "qlinear_int16", "panel_rows", "ffn", "quantize_rows",
+__all__ = ["PackedLinear", "pack_linear", "qlinear", "qlinear_int16", "residual_pass", "panel_rows", "ffn", "quantize_rows",
            "GELU_MAX_ERR"]
 
 _MODULES = {"amx": "gemm_amx", "avx512vnni": "gemm_vnni", "avx2": "gemm_avx2", "portable": "gemm_portable"}
@@ -89,6 +89,12 @@ def pack_linear(qw, scale, bias=None, input_scale=None, path=None):
     w, corr, Kp = mod.pack(qw)
     return PackedLinear(path, N, K, Kp, w, corr, scale.copy(), row_sums(qw, scale), bias.copy(), input_scale.copy(),
                         mod)
+
+
+def residual_pass(packed):
+    """``packed`` as qlinear_int16's second pass needs it (no bias, no input scale),
+    sharing its packed weights: what pack_linear(qw, scale) gives, without a second copy."""
+    return replace(packed, bias=np.zeros(packed.N, np.float32), input_scale=np.ones(packed.K, np.float32))
 
 
 def row_sums(qw, scale):

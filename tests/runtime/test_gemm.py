@@ -344,6 +344,7 @@ def test_int16_two_pass_matches_reference_and_is_closer(activation):
     for path in PATHS:
         packed = gemm.pack_linear(qw, scale, bias, input_scale=s, path=path)
         y = gemm.qlinear_int16(x, packed, gemm.pack_linear(qw, scale, path=path), activation=activation)
+        np.testing.assert_array_equal(gemm.qlinear_int16(x, packed, gemm.residual_pass(packed), activation=activation), y)
         ref = qlinear_int16_ref(x, qw, scale, bias, activation, input_scale=s)
         np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-4)  # float32 rounding of the sum; GELU_MAX_ERR
     exact = (x * s).astype(np.float64) @ (qw.astype(np.float64) * scale[:, None]).T + bias
