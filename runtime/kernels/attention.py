@@ -277,10 +277,19 @@ def attention(qkv, seq_offsets, num_heads, out, scratch):
         SO = VO + Lp * dp  # scores (QB, Lp)
         TO = SO + QB * Lp  # context tile (QB, CB), for ragged d only
         IO = TO + QB * CB  # 1/sum per block row
+        # Copies through 1-D row views (no 2-D index arithmetic per element):
+        # K^T row by row, V by explicit vectors where d is a multiple of 16.
         for j in range(L):
+            row = qkv[s + j]
+            o = (j // W) * W * d + j % W
             for c in range(d):
-                buf[(j // W) * W * d + c * W + j % W] = qkv[s + j, ko + c] * scale
-                buf[VO + j * dp + c] = qkv[s + j, vo + c]
+                buf[o + c * W] = row[ko + c] * scale
+            if d % W == 0:
+                for c in range(0, d, W):
+                    vstore(buf, VO + j * dp + c, vload(row, vo + c))
+            else:
+                for c in range(d):
+                    buf[VO + j * dp + c] = row[vo + c]
             for c in range(d, dp):
                 buf[VO + j * dp + c] = 0.0
         for j in range(L, Lp):
