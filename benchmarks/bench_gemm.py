@@ -27,13 +27,13 @@ import platform
 import time
 from pathlib import Path
 
-import numba
-import numpy as np
-import onnx
-import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
+from edgebert.runtime.kernels import cpu, gemm  # first: Numba with edgebert's target settings (runtime/startup.py)
 
-from edgebert.runtime.kernels import cpu, gemm
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 MS = (1, 16, 128, 512, 4096)
 KNS = ((384, 1152), (384, 384), (384, 1536), (1536, 384))  # all-MiniLM-L6-v2 linears
