@@ -32,3 +32,23 @@ def test_first_embedding_without_scipy_and_user_blas_still_works(tiny_int8):
     assert out.returncode == 0, out.stderr
     assert "scipy imported by edgebert: False" in out.stdout
     assert "np.dot in user code: 5.0 3.0" in out.stdout  # BLAS-backed np.dot still available to the user
+
+
+def test_wide_vectors_only_where_they_pay_and_never_over_the_user(monkeypatch):
+    import llvmlite.binding as llvm
+
+    from edgebert.runtime import startup
+
+    monkeypatch.delenv("NUMBA_CPU_FEATURES", raising=False)
+    monkeypatch.delenv("NUMBA_CPU_NAME", raising=False)
+    features = startup.wide_vector_features()
+    host = llvm.get_host_cpu_features()
+    if host.get("avx512f") and llvm.get_host_cpu_name() not in startup._KEEP_256:
+        assert features == host.flatten() + ",-prefer-256-bit"
+    else:
+        assert features is None
+    monkeypatch.setenv("NUMBA_CPU_FEATURES", "+avx2")
+    assert startup.wide_vector_features() is None  # the user's choice wins
+    monkeypatch.delenv("NUMBA_CPU_FEATURES")
+    monkeypatch.setattr(llvm, "get_host_cpu_name", lambda: "cascadelake")
+    assert startup.wide_vector_features() is None  # Skylake-era clocks drop under 512-bit work
