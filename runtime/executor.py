@@ -48,6 +48,7 @@ class Executor:
         self.buffers: dict[tuple[int, int], np.ndarray] = {}
         self._plans: dict[tuple, dict[str, int]] = {}  # wanted outputs -> value -> slot
         self._plan: dict[str, int] = {}
+        self._longest = 0  # longest sequence of the current run (attention scratch size)
 
     # ---- binding: one closure per node, over prepared weights -------------
     def _bind(self, node: dict) -> Callable[[dict], None]:
@@ -142,7 +143,7 @@ class Executor:
 
         def step(v):
             qkv, offsets = v[qkv_name], v[off_name]
-            longest = int(np.diff(offsets).max())
+            longest = self._longest
             scratch = self._attention_scratch.get(head_dim)
             if scratch is None or scratch.shape[1] < scratch_size(longest, head_dim):
                 scratch = self._attention_scratch[head_dim] = make_scratch(max(longest, 128), head_dim)
@@ -362,6 +363,7 @@ class Executor:
         self._plan = self._slots(tuple(sorted(names)), io)
         values = {"input_ids": input_ids, "token_type_ids": token_type_ids,
                   "position_ids": position_ids, "seq_offsets": seq_offsets}
+        self._longest = int((seq_offsets[1:] - seq_offsets[:-1]).max()) if len(seq_offsets) > 1 else 0
         for step in steps[:last + 1]:
             step(values)
         return {name: values[name] for name in names}

@@ -112,11 +112,28 @@ def _dynamic(kernel, *args):
     call (measured on 2 shared cores). Each tile is still computed entirely by
     one thread, so results do not depend on the schedule.
     """
-    old = numba.set_parallel_chunksize(1)  # returns the previous size
+    set_chunk = _chunk_setter()
+    old = set_chunk(1)  # returns the previous size
     try:
         return kernel(*args)
     finally:
-        numba.set_parallel_chunksize(old)
+        set_chunk(old)
+
+
+_set_chunk = None
+
+
+def _chunk_setter():
+    """numba.set_parallel_chunksize without its per-call thread-pool check (about 4 us a
+    call, two calls per kernel: 10 % of a 16-token forward): the pool's own setter, bound
+    once the pool is up; the public function where a Numba version lacks it."""
+    global _set_chunk
+    if _set_chunk is None:
+        numba.set_parallel_chunksize(numba.get_parallel_chunksize())  # starts the thread pool
+        from numba.np.ufunc import parallel
+
+        _set_chunk = getattr(parallel, "_set_parallel_chunksize", None) or numba.set_parallel_chunksize
+    return _set_chunk
 
 
 def _aligned_empty(n_bytes, align=64):
