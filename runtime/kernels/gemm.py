@@ -276,7 +276,10 @@ def qlinear_int16(x, packed, packed_residual, out=None, activation="none"):
     """
     out = qlinear(x, packed, out=out, activation="none")
     residual = _residual_rows(x, packed.input_scale)
-    out += qlinear(residual, packed_residual)
+    second = getattr(_tls, "second_pass", None)
+    if second is None or second.size < out.size:
+        second = _tls.second_pass = np.empty(max(out.size, 1), np.float32)  # reused: no allocation per call
+    out += qlinear(residual, packed_residual, out=second[:out.size].reshape(out.shape))
     if activation == "gelu":
         gelu_inplace(out)
     elif activation != "none":
