@@ -238,9 +238,14 @@ def ffn(x, up, down, residual, gamma, beta, eps, out, panel, two_pass=False):
     """
     if up.N != down.K:
         raise InputError(f"up has {up.N} outputs but down takes {down.K} inputs")
-    _check_fused(x, up, down, residual, out)
-    M = x.shape[0]
     mod = up.kernels
+    if not hasattr(mod, "ffn_kernel") or down.kernels is not mod:
+        raise InputError(f"no fused feed-forward kernel for paths {up.path!r} and {down.path!r}")
+    if isinstance(panel, bool) or not isinstance(panel, int) or panel <= 0 or panel % mod.MR:
+        raise InputError(f"panel must be a positive multiple of {mod.MR} rows, got {panel!r}")
+    _check_fused(x, up, down, residual, out)
+    gamma, beta = _check_vector("gamma", gamma, down.N), _check_vector("beta", beta, down.N)
+    M = x.shape[0]
     h, xq1, xq2, rowq, o2, zeros, ones = _ffn_scratch(panel, up.N, up.Kp, down.Kp, down.N)
     bad = _dynamic(mod.ffn_kernel, x, up.w, up.corr, up.scale, up.wsum, up.bias, up.input_scale, up.Kp,
                    down.w, down.corr, down.scale, down.wsum, down.bias, down.input_scale, down.Kp,

@@ -89,6 +89,12 @@ def test_fused_block_rejects_bad_input():
         gemm.ffn(x, up, down, x[:3].copy(), g, b, 1e-12, np.empty_like(x), 32)
     with pytest.raises(edgebert.InputError, match="out must not overlap x"):
         gemm.ffn(x, up, down, x.copy(), g, b, 1e-12, x, 32)
+    with pytest.raises(edgebert.InputError, match="panel must be a positive multiple of 32"):
+        gemm.ffn(x, up, down, x.copy(), g, b, 1e-12, np.empty_like(x), 40)
+    with pytest.raises(edgebert.InputError, match="gamma must have shape"):
+        gemm.ffn(x, up, down, x.copy(), g[:5].copy(), b, 1e-12, np.empty_like(x), 32)
+    with pytest.raises(edgebert.InputError, match="up has 128 outputs but down takes 64"):
+        gemm.ffn(x, up, up, x.copy(), g, b, 1e-12, np.empty_like(x), 32)
 
 
 def test_panel_rows_give_every_thread_a_panel():
