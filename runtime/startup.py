@@ -16,9 +16,12 @@ On later ones the row quantizer, the dequant/GELU epilogue and LayerNorm
 ran 10-30 % faster with 512-bit vectors (measured on Emerald Rapids), so
 the target's features get ``-prefer-256-bit`` there. This is set in
 ``numba.config`` (never in the environment, which child processes on other
-machines could inherit), only when edgebert is the first to import Numba
-and the user set neither NUMBA_CPU_NAME nor NUMBA_CPU_FEATURES. The
-explicit-intrinsic kernels are unaffected (they name their vector widths).
+machines could inherit), only before Numba's CPU target is first built in
+the process (importing Numba earlier is fine; compiling Numba code before
+importing edgebert fixes the default target, and edgebert's kernels then
+compile once for it) and only when the user set neither NUMBA_CPU_NAME nor
+NUMBA_CPU_FEATURES. The explicit-intrinsic kernels are unaffected (they name
+their vector widths). ``edgebert warmup`` compiles for the same settings.
 """
 from __future__ import annotations
 
@@ -35,14 +38,13 @@ _done = False
 def import_numba():
     """``import numba`` the edgebert way (see the module docstring); idempotent."""
     global _done
-    first = "numba" not in sys.modules
-    if _done or not first:
-        _done = True
+    if _done:
         import numba
 
         return numba
     _done = True
-    hide_scipy = "scipy" not in sys.modules and importlib.util.find_spec("scipy") is not None
+    hide_scipy = ("scipy" not in sys.modules and "numba.np.arraymath" not in sys.modules
+                  and importlib.util.find_spec("scipy") is not None)
     if hide_scipy:
         sys.modules["scipy"] = None  # `import scipy...` raises ImportError while this is here
     try:
@@ -53,8 +55,12 @@ def import_numba():
             del sys.modules["scipy"]
     if hide_scipy:
         arraymath._HAVE_BLAS = True  # what the probe finds with scipy installed
+    from numba.core.registry import cpu_target
+
+    # The target reads its features once, when first built (the first compile or cache load in
+    # the process); after that they are the process's, and kernels compile for them.
     features = wide_vector_features()
-    if features is not None:
+    if features is not None and "_toplevel_target_context" not in cpu_target.__dict__:
         numba.core.config.CPU_FEATURES = features
     return numba
 
