@@ -136,14 +136,8 @@ tdp046, tdp147, tdp256, tdp357 = _make_dpbusd(0, 4, 6), _make_dpbusd(1, 4, 7), _
 
 
 def pack(qw):
-    """(N, K) int8 -> (flat packed weights [Np/16][Kp/4][16][4], 128*colsum (Np,) int32, Kp)."""
-    packed, corr, Kp = pack_k4_blocks(qw, KG, NR, SHIFT)
-    # 64-byte aligned, so no B tile row straddles two cache lines.
-    buf = np.empty(packed.size + 64, np.int8)
-    off = -buf.ctypes.data % 64
-    flat = buf[off : off + packed.size]
-    flat[:] = packed.reshape(-1)
-    return flat, corr, Kp
+    """(N, K) int8 -> (flat packed weights [Np/16][Kp/4][16][4], 64-byte aligned; 128*colsum (Np,) int32; Kp)."""
+    return pack_k4_blocks(qw, KG, NR, SHIFT)
 
 
 @njit(**JIT_OPTS)

@@ -42,8 +42,7 @@ def dpbusd(typingctx, acc, a, b):
 
 def pack(qw):
     """(N, K) int8 -> (flat packed weights [Np/16][Kp/4][16][4], 128*colsum (Np,) int32, Kp)."""
-    packed, corr, Kp = pack_k4_blocks(qw, KG, NR, SHIFT)
-    return np.ascontiguousarray(packed).reshape(-1), corr, Kp
+    return pack_k4_blocks(qw, KG, NR, SHIFT)
 
 
 @njit(**JIT_OPTS)
