@@ -1,4 +1,4 @@
-"""Import Numba for edgebert: without its 0.3 s of scipy probes, with 512-bit vectors and TBB threads.
+"""Import Numba for edgebert: without its 0.3 s of scipy probes, with 512-bit vectors, TBB on request.
 
 scipy: ``import numba`` imports scipy (70 ms) only to check its version, and
 when Numba's CPU target first loads (the first kernel call, even from the
@@ -81,19 +81,19 @@ def wide_vector_features() -> str | None:
 
 
 def preload_tbb() -> bool:
-    """Load pip's ``tbb`` library (globally) so Numba can pick its TBB threading layer.
+    """Where the user chose Numba's TBB threading layer (NUMBA_THREADING_LAYER=tbb), load
+    pip's ``tbb`` library globally so Numba finds it; True if loaded.
 
-    Numba tries TBB first, but its extension finds ``libtbb.so.12`` only on
-    the loader's path, and pip puts it in ``<prefix>/lib``. Under TBB a
-    thread late to a parallel region (its core busy with another process)
-    costs nothing: the others take its work. Under OpenMP every region waits
-    for it: with a CPU-bound process on one of 2 cores, 2-thread throughput
-    fell from 1,000 to 185 texts/s (1 thread: 616), where TBB kept 718;
-    on a quiet machine the two layers measured alike. Skipped where the user
-    chose a layer (NUMBA_THREADING_LAYER), on other systems and without the
-    package; True if the library is loaded.
+    Numba's extension finds ``libtbb.so.12`` only on the loader's path, and pip
+    puts it in ``<prefix>/lib`` (``pip install 'edgebert[tbb]'``). Measured on
+    2 cores, 2 threads: with a CPU-bound process on one core, OpenMP
+    forwards wait at every parallel region for the late thread (throughput
+    185 texts/s, below the 1-thread 616), TBB lets the other thread take its
+    work (538); on a quiet machine OpenMP was about 12 % faster at 1 x 128
+    tokens (5.5-6.0 vs 6.4-6.7 ms) and alike on big batches, so it stays the
+    default. Linux only; elsewhere Numba looks for TBB itself.
     """
-    if os.environ.get("NUMBA_THREADING_LAYER") or not sys.platform.startswith("linux"):
+    if os.environ.get("NUMBA_THREADING_LAYER", "").strip().lower() != "tbb" or not sys.platform.startswith("linux"):
         return False
     try:
         files = importlib.metadata.files("tbb") or []

@@ -52,3 +52,39 @@ def test_wide_vectors_only_where_they_pay_and_never_over_the_user(monkeypatch):
     monkeypatch.delenv("NUMBA_CPU_FEATURES")
     monkeypatch.setattr(llvm, "get_host_cpu_name", lambda: "cascadelake")
     assert startup.wide_vector_features() is None  # Skylake-era clocks drop under 512-bit work
+
+
+_EMBED = """
+import sys
+import numba
+import numpy as np
+import edgebert
+
+model = edgebert.load(sys.argv[1], threads=2)
+vectors = model.embed(["a first text", "a second, longer text with more words in it " * 6, "x"])
+print(numba.threading_layer(), vectors.tobytes().hex())
+"""
+
+
+def _has_tbb():
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.files("tbb") is not None
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not (_has_tbb() and sys.platform.startswith("linux")), reason="pip's tbb: Linux x86-64 only")
+def test_tbb_layer_on_request_gives_the_same_bits(tiny_int8):
+    import os
+
+    runs = {}
+    for layer in ("omp", "tbb"):
+        out = subprocess.run([sys.executable, "-c", _EMBED, str(tiny_int8)], capture_output=True, text=True,
+                             timeout=600, env=dict(os.environ, NUMBA_THREADING_LAYER=layer))
+        assert out.returncode == 0, out.stderr[-2000:]
+        got_layer, digest = out.stdout.split()
+        assert got_layer == layer
+        runs[layer] = digest
+    assert runs["omp"] == runs["tbb"]
