@@ -38,7 +38,7 @@ class Executor:
             if node["op"] == "first_token" or any(i in self.per_sequence for i in node["inputs"]):
                 self.per_sequence.update(node["outputs"])
             self.produced_at.update((name, len(self.steps) - 1) for name in node["outputs"])
-        # The same graph with linear -> add_norm chains as fused steps (_fuse);
+        # The same graph with each feed-forward block as one fused step (_fuse);
         # used unless a run asks for a value that only exists inside a fused block.
         self.fused_steps, self.fused_io, self.fused_away = self._fuse(graph["nodes"])
         self.capacity = 0
@@ -197,53 +197,47 @@ class Executor:
         def plain_linear(node, activation):
             return node["op"] == "linear" and node["attrs"].get("activation", "none") == activation
 
-        matches, i = [], 0  # (first node index, node count, fused step, values only it holds)
+        matches, i = [], 0  # (first node index, fused step, values only it holds)
         while i < len(nodes) - 2:
             a, b, c = nodes[i:i + 3]
             if (c["op"] == "add_norm" and plain_linear(a, "gelu") and plain_linear(b, "none")
                     and private(a["outputs"][0], b) and private(b["outputs"][0], c)
                     and a["outputs"][0] not in self._two_pass):
                 h, d = a["outputs"][0], b["outputs"][0]
-                matches.append((i, 3, self._bind_ffn(a, c, self._packed[h], self._packed[d], d in self._two_pass,
-                                                     self.steps[i:i + 3]), [h, d]))
+                matches.append((i, self._bind_ffn(a, c, self._packed[h], self._packed[d], d in self._two_pass,
+                                                  self.steps[i:i + 3]), [h, d]))
                 i += 3
             else:
                 i += 1
-        for i, n, step, inner in reversed(matches):  # from the end, so earlier indices stay valid
-            norm = nodes[i + n - 1]
-            steps[i:i + n] = [step]
+        for i, step, inner in reversed(matches):  # from the end, so earlier indices stay valid
+            norm = nodes[i + 2]
+            steps[i:i + 3] = [step]
             # the intermediates stay listed: they get (lazily allocated) slots for the unfused fallback
-            io[i:i + n] = [([nodes[i]["inputs"][0], norm["inputs"][1]], list(norm["outputs"]) + inner)]
+            io[i:i + 3] = [([nodes[i]["inputs"][0], norm["inputs"][1]], list(norm["outputs"]) + inner)]
             away.update(inner)
         return steps, io, away
 
-    def _fused_step(self, norm_node, x_name, layers, run_fused, unfused):
-        """A step running ``run_fused(x, residual, gamma, beta, eps, out, panel)``, or the
-        unfused steps where the input has too few rows for one panel per thread."""
+    def _bind_ffn(self, up_node, norm_node, up, down, two_pass, unfused):
+        """One step for a feed-forward block: ``gemm.ffn``, or the unfused steps where
+        the input has too few rows for one panel per thread."""
         import numba
 
         from .kernels import gemm
 
         p, eps = norm_node["params"]["norm"], float(norm_node["attrs"]["eps"])
         g, b = self._t(p + ".weight"), self._t(p + ".bias")
-        r_name, (out_name,) = norm_node["inputs"][1], norm_node["outputs"]
+        (x_name,), r_name, (out_name,) = up_node["inputs"], norm_node["inputs"][1], norm_node["outputs"]
 
         def step(v):
             x = v[x_name]
-            panel = gemm.panel_rows(layers, x.shape[0], numba.get_num_threads())
+            panel = gemm.panel_rows((up, down), x.shape[0], numba.get_num_threads())
             if not panel:
                 for s in unfused:
                     s(v)
                 return
-            v[out_name] = run_fused(x, v[r_name], g, b, eps, self._buffer(out_name, x.shape[0]), panel)
+            v[out_name] = gemm.ffn(x, up, down, v[r_name], g, b, eps, self._buffer(out_name, x.shape[0]), panel,
+                                   two_pass)
         return step
-
-    def _bind_ffn(self, up_node, norm_node, up, down, two_pass, unfused):
-        from .kernels import gemm
-
-        def run(x, r, g, b, eps, out, panel):
-            return gemm.ffn(x, up, down, r, g, b, eps, out, panel, two_pass)
-        return self._fused_step(norm_node, up_node["inputs"][0], (up, down), run, unfused)
 
     # ---- task heads (docs/format.md, "Heads") ------------------------------
     def _bind_tanh_linear(self, node):

@@ -144,12 +144,12 @@ def _aligned_empty(n_bytes, align=64):
     return buf[off : off + n_bytes]
 
 
-def _scratch(dtype, n_bytes, M, key="buf"):
+def _scratch(dtype, n_bytes, M):
     """Thread-local reusable (quantized rows, row scales): no allocation per call."""
-    buf = getattr(_tls, key, None)
+    buf = getattr(_tls, "buf", None)
     if buf is None or buf[0].size < n_bytes or buf[1].size < 2 * M:
         buf = (_aligned_empty(max(n_bytes, 64)), np.empty(max(2 * M, 2), np.float32))
-        setattr(_tls, key, buf)
+        _tls.buf = buf
     return buf[0][:n_bytes].view(dtype), buf[1][:2 * M].reshape(2, M)
 
 
@@ -217,17 +217,6 @@ def panel_rows(layers, M, threads):
     return 0
 
 
-def _check_fused(x, first, last, residual, out):
-    _check_x(x, first.K)
-    M = x.shape[0]
-    _check_out(out, (M, last.N))
-    _check_x(residual, last.N)
-    if residual.shape[0] != M:
-        raise InputError(f"residual must have {M} rows like x, got {residual.shape[0]}")
-    if np.may_share_memory(x, out):
-        raise InputError("out must not overlap x")
-
-
 def ffn(x, up, down, residual, gamma, beta, eps, out, panel, two_pass=False):
     """out = LayerNorm(residual + down(GELU(up(x)))) as one kernel call (see gemm_amx.ffn_kernel).
 
@@ -243,9 +232,15 @@ def ffn(x, up, down, residual, gamma, beta, eps, out, panel, two_pass=False):
         raise InputError(f"no fused feed-forward kernel for paths {up.path!r} and {down.path!r}")
     if isinstance(panel, bool) or not isinstance(panel, int) or panel <= 0 or panel % mod.MR:
         raise InputError(f"panel must be a positive multiple of {mod.MR} rows, got {panel!r}")
-    _check_fused(x, up, down, residual, out)
-    gamma, beta = _check_vector("gamma", gamma, down.N), _check_vector("beta", beta, down.N)
+    _check_x(x, up.K)
     M = x.shape[0]
+    _check_out(out, (M, down.N))
+    _check_x(residual, down.N)
+    if residual.shape[0] != M:
+        raise InputError(f"residual must have {M} rows like x, got {residual.shape[0]}")
+    if np.may_share_memory(x, out):
+        raise InputError("out must not overlap x")
+    gamma, beta = _check_vector("gamma", gamma, down.N), _check_vector("beta", beta, down.N)
     h, xq1, xq2, rowq, o2, zeros, ones = _ffn_scratch(panel, up.N, up.Kp, down.Kp, down.N)
     bad = _dynamic(mod.ffn_kernel, x, up.w, up.corr, up.scale, up.wsum, up.bias, up.input_scale, up.Kp,
                    down.w, down.corr, down.scale, down.wsum, down.bias, down.input_scale, down.Kp,

@@ -31,7 +31,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .gemm_portable import JIT_OPTS, finish_row, quantize_row
+from .gemm_portable import JIT_OPTS, finish_row, quantize_row, residual_row
 from .norm import add_norm_rows
 from .packing import pack_k4_blocks
 from .simd import I32X16, declare_intrinsic, make_ops
@@ -376,22 +376,6 @@ def _gemm_i32_parallel(xq, wp, corr, out, Kp):
               none, False)
 
 
-@njit(**JIT_OPTS)
-def _residual_in_place(h, xq, rowq, Kp, rows, in_scale):
-    """h[m] = h[m] * in_scale - (q * sa + c): what the int8 rows xq (u8 = q + SHIFT) lost of h.
-
-    The same float steps as ``gemm_portable.residual_all``, so the same bits.
-    """
-    K = h.shape[1]
-    for m in range(rows):
-        sa = rowq[0, m]
-        c = rowq[1, m]
-        base = m * Kp
-        for k in range(K):
-            q = np.float32(np.int32(xq[base + k]) - np.int32(SHIFT))
-            h[m, k] = h[m, k] * in_scale[k] - (q * sa + c)
-
-
 @njit(parallel=True, **JIT_OPTS)
 def ffn_kernel(x, w1, corr1, sw1, wsum1, b1, in1, Kp1, w2, corr2, sw2, wsum2, b2, in2, Kp2,
                residual, gamma, beta, eps, out, panel, two_pass, h_s, xq1_s, xq2_s, rowq_s, o2_s, zeros2, ones1):
@@ -436,7 +420,8 @@ def ffn_kernel(x, w1, corr1, sw1, wsum1, b1, in1, Kp1, w2, corr2, sw2, wsum2, b2
               False)
         if two_pass:
             o2 = o2_s[tid]
-            _residual_in_place(h, xq2, rowq_s[tid, 1], Kp2, rows, in2)
+            for m in range(rows):  # h becomes what the first pass's quantization lost of it
+                residual_row(h, m, xq2, m * Kp2, SHIFT, in2, rowq_s[tid, 1], h)
             _quantize_rows(h, xq2, rowq_s[tid, 2], Kp2, 0, rows, ones1)
             _task(xq2, Kp2, w2, corr2, rows, 0, nmb, 0, (N2 + NR - 1) // NR, o2, False, rowq_s[tid, 2], sw2, wsum2,
                   zeros2, False)

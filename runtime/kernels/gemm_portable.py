@@ -214,6 +214,18 @@ def quantize_all(x, dst, rowq, shift, kpad, in_scale):
     return bad
 
 
+@njit(inline="always", **JIT_OPTS)
+def residual_row(x, m, q, base, shift, in_scale, rowq, out):
+    """out[m] = x[m] * in_scale - (q * sa + c): what the row's quantization (stored in
+    q[base:] as q + shift, scales in rowq[:, m]) lost of it. out may alias x."""
+    sa = rowq[0, m]
+    c = rowq[1, m]
+    b = np.uint64(base)
+    for k in range(x.shape[1]):
+        qk = F32(np.int32(np.int32(q[b + np.uint64(k)]) - np.int32(shift)))
+        out[m, k] = x[m, k] * in_scale[k] - (qk * sa + c)
+
+
 @njit(parallel=True, **JIT_OPTS)
 def residual_all(x, in_scale, q, rowq, out):
     """out = x * in_scale - (q * sa + c) per row: what int8 quantization lost; return #bad rows.
@@ -225,11 +237,7 @@ def residual_all(x, in_scale, q, rowq, out):
     for m in prange(M):
         if not quantize_row(x, m, q, m * K, 0, K, in_scale, rowq):
             bad += 1
-        sa = rowq[0, m]
-        c = rowq[1, m]
-        base = m * K
-        for k in range(K):
-            out[m, k] = x[m, k] * in_scale[k] - (F32(q[base + k]) * sa + c)
+        residual_row(x, m, q, m * K, 0, in_scale, rowq, out)
     return bad
 
 
