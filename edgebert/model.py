@@ -8,6 +8,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .errors import InputError, InvalidModelFile
+from .parallel import BatchRunner
 from .runtime.executor import offsets_and_positions, pack_sequences
 from .settings import apply_threads, resolve_threads
 from .text import TextEncoder, as_text, chunks
@@ -51,6 +52,9 @@ class Model:
         self.encoder = TextEncoder(meta.get("edgebert.tokenizer", ""), self.max_length, self.config["vocab_size"])
         _check_finite(model_file)
         self.threads = resolve_threads(threads)
+        # whole batches side by side on the threads (edgebert/parallel.py); the
+        # NumPy reference backend runs one batch at a time
+        self._batches = BatchRunner(self.threads if backend == "numba" else 1)
         if backend == "numba":
             from .warmup import announce_first_compile
 
@@ -102,10 +106,11 @@ class Model:
             raise InputError(f"attention_mask of sequence {int(empty[0])} has no 1: nothing to attend to")
         return ids.astype(np.int32), mask.astype(bool), types.astype(np.int32)
 
-    def _forward(self, ids, types, positions, offsets, outputs=("last_hidden_state",)):
+    def _forward(self, ids, types, positions, offsets, outputs=("last_hidden_state",), threads=None):
         """Packed (T,) inputs -> packed (T, H) last hidden state (a fresh array); with
-        ``outputs=None`` a dict of every graph output, fresh arrays."""
-        apply_threads(self.threads)
+        ``outputs=None`` a dict of every graph output, fresh arrays. ``threads``:
+        kernel threads for this call (default: the model's)."""
+        apply_threads(threads or self.threads)
         out = self.executor.run(np.ascontiguousarray(ids, dtype=np.int32),
                                 np.ascontiguousarray(types, dtype=np.int32),
                                 np.ascontiguousarray(positions, dtype=np.int32),
@@ -143,18 +148,21 @@ class Model:
         """Tokenized sequences [(ids, type_ids), ...] -> per sequence a dict of its outputs:
         (L, D) for per-token values, (D,) for per-sequence ones. Batched by length inside."""
         results: list[dict] = [{} for _ in encoded]
-        for batch in _length_sorted_batches(encoded, batch_size):
-            longest = max(len(encoded[i][0]) for i in batch)
-            if longest > self.config["max_position_embeddings"]:
-                raise InputError(f"a sequence of {longest} tokens exceeds the model's "
-                                 f"{self.config['max_position_embeddings']} positions")
+        longest = max((len(ids) for ids, _ in encoded), default=0)
+        if longest > self.config["max_position_embeddings"]:
+            raise InputError(f"a sequence of {longest} tokens exceeds the model's "
+                             f"{self.config['max_position_embeddings']} positions")
+
+        def work(batch, threads):
             packed = pack_sequences([encoded[i] for i in batch])
             offsets = packed[3]
-            out = self._forward(*packed, outputs=outputs)
+            out = self._forward(*packed, outputs=outputs, threads=threads)
             for name, value in out.items():
                 per_seq = name in self.executor.per_sequence
                 for j, i in enumerate(batch):
                     results[i][name] = value[j] if per_seq else value[offsets[j]:offsets[j + 1]]
+
+        self._batches.run(list(_length_sorted_batches(encoded, batch_size)), work)
         return results
 
     # ---- texts -> sentence embeddings ----------------------------------------
@@ -178,12 +186,15 @@ class Model:
 
     def _embed_encoded(self, encoded: list, batch_size: int) -> np.ndarray:
         out = np.empty((len(encoded), self.dim), dtype=np.float32)
-        for batch in _length_sorted_batches(encoded, batch_size):
+
+        def work(batch, threads):  # batches write disjoint rows of out
             packed = pack_sequences([encoded[i] for i in batch])
             offsets = packed[3]
-            hidden = self._forward(*packed)
+            hidden = self._forward(*packed, threads=threads)
             for j, i in enumerate(batch):
                 out[i] = self._pool(hidden[offsets[j]:offsets[j + 1]])
+
+        self._batches.run(list(_length_sorted_batches(encoded, batch_size)), work)
         return out
 
     def _pool(self, rows: np.ndarray) -> np.ndarray:

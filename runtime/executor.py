@@ -4,9 +4,12 @@ Two backends: ``"numba"`` (the fast kernels) and ``"numpy"`` (the references;
 with a float32 file this is the FP32 baseline). Weights are prepared once at
 load (int8 weights packed for the GEMM); activation buffers are allocated per
 row capacity and reused, so a steady stream of batches allocates nothing here.
+Buffers belong to the calling thread (``_Workspace``): threads may run one
+executor at the same time, each on its own batches.
 """
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 import numpy as np
@@ -41,14 +44,8 @@ class Executor:
         # The same graph with each feed-forward block as one fused step (_fuse);
         # used unless a run asks for a value that only exists inside a fused block.
         self.fused_steps, self.fused_io, self.fused_away = self._fuse(graph["nodes"])
-        self.capacity = 0
-        self._attention_scratch: dict[int, np.ndarray] = {}  # head_dim -> per-thread scratch
-        # (slot, width) -> (capacity, width) array: plans for other outputs, or the
-        # fused and unfused step lists, may give one slot number other widths
-        self.buffers: dict[tuple[int, int], np.ndarray] = {}
-        self._plans: dict[tuple, dict[str, int]] = {}  # wanted outputs -> value -> slot
-        self._plan: dict[str, int] = {}
-        self._longest = 0  # longest sequence of the current run (attention scratch size)
+        self._plans: dict[tuple, dict[str, int]] = {}  # wanted outputs -> value -> slot (shared)
+        self._local = threading.local()  # .ws: the calling thread's _Workspace
 
     # ---- binding: one closure per node, over prepared weights -------------
     def _bind(self, node: dict) -> Callable[[dict], None]:
@@ -143,10 +140,10 @@ class Executor:
 
         def step(v):
             qkv, offsets = v[qkv_name], v[off_name]
-            longest = self._longest
-            scratch = self._attention_scratch.get(head_dim)
-            if scratch is None or scratch.shape[1] < scratch_size(longest, head_dim):
-                scratch = self._attention_scratch[head_dim] = make_scratch(max(longest, 128), head_dim)
+            ws = self._workspace()
+            scratch = ws.attention_scratch.get(head_dim)
+            if scratch is None or scratch.shape[1] < scratch_size(ws.longest, head_dim):
+                scratch = ws.attention_scratch[head_dim] = make_scratch(max(ws.longest, 128), head_dim)
             out = self._buffer(out_name, qkv.shape[0])
             attention(qkv, offsets, heads, out, scratch)
             v[out_name] = out
@@ -297,16 +294,22 @@ class Executor:
                                   "attrs": {"activation": "none"}})
 
     # ---- running ----------------------------------------------------------
+    def _workspace(self) -> "_Workspace":
+        ws = getattr(self._local, "ws", None)
+        if ws is None:
+            ws = self._local.ws = _Workspace()
+        return ws
+
     def _buffer(self, name: str, rows: int) -> np.ndarray:
         """A reusable (rows, D) view of the value's slot; slots grow to the largest batch seen."""
-        if rows > self.capacity:
-            self.capacity = max(rows, 2 * self.capacity)
-            self.buffers = {}
-        slot = self._plan[name]
-        key = (slot, self.width[name])
-        buf = self.buffers.get(key)
+        ws = self._workspace()
+        if rows > ws.capacity:
+            ws.capacity = max(rows, 2 * ws.capacity)
+            ws.buffers = {}
+        key = (ws.plan[name], self.width[name])
+        buf = ws.buffers.get(key)
         if buf is None:
-            buf = self.buffers[key] = np.empty((self.capacity, self.width[name]), dtype=np.float32)
+            buf = ws.buffers[key] = np.empty((ws.capacity, self.width[name]), dtype=np.float32)
         return buf[:rows]
 
     def _slots(self, wanted: tuple[str, ...], io) -> dict[str, int]:
@@ -346,7 +349,8 @@ class Executor:
 
         ``outputs``: names to compute (default all); steps after the last of
         them are skipped, so embedding a text never runs an MLM decoder.
-        Returned arrays are views of reused buffers: copy before the next call.
+        Returned arrays are views of the calling thread's reused buffers: copy
+        before that thread's next call.
         """
         names = self.outputs if outputs is None else list(outputs)
         unknown = [n for n in names if n not in self.produced_at]  # intermediates may be asked for too
@@ -354,13 +358,27 @@ class Executor:
             raise ValueError(f"graph has no value {unknown[0]!r}; outputs: {self.outputs}")
         steps, io = (self.steps, self.io) if self.fused_away.intersection(names) else (self.fused_steps, self.fused_io)
         last = max(i for i, (_, outs) in enumerate(io) if set(outs).intersection(names))
-        self._plan = self._slots(tuple(sorted(names)), io)
+        ws = self._workspace()
+        ws.plan = self._slots(tuple(sorted(names)), io)
         values = {"input_ids": input_ids, "token_type_ids": token_type_ids,
                   "position_ids": position_ids, "seq_offsets": seq_offsets}
-        self._longest = int((seq_offsets[1:] - seq_offsets[:-1]).max()) if len(seq_offsets) > 1 else 0
+        ws.longest = int((seq_offsets[1:] - seq_offsets[:-1]).max()) if len(seq_offsets) > 1 else 0
         for step in steps[:last + 1]:
             step(values)
         return {name: values[name] for name in names}
+
+
+class _Workspace:
+    """One thread's run state: activation buffers, the current run's slot plan and longest sequence."""
+
+    def __init__(self):
+        self.capacity = 0  # rows every buffer holds
+        # (slot, width) -> (capacity, width) array: plans for other outputs, or the
+        # fused and unfused step lists, may give one slot number other widths
+        self.buffers: dict[tuple[int, int], np.ndarray] = {}
+        self.plan: dict[str, int] = {}
+        self.longest = 0  # longest sequence of the current run (attention scratch size)
+        self.attention_scratch: dict[int, np.ndarray] = {}  # head_dim -> per-kernel-thread scratch
 
 
 def _effective_float_weight(w, scale, input_scale):

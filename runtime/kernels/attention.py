@@ -249,7 +249,7 @@ def vexp_shifted(typingctx, x, m):
 
 # ----------------------------------------------------------------- kernel --
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, nogil=True, parallel=True, fastmath=True)
 def attention(qkv, seq_offsets, num_heads, out, scratch):
     """qkv (T, 3H) float32 [q | k | v], seq_offsets (B+1,) -> out (T, H) float32.
 

@@ -64,7 +64,7 @@ _ROUND = F32(1.5 * 2**23)
 # error_model="numpy": no zero-division checks, whose branches would stop
 # LLVM from vectorising these loops. Loops index 0-based slices so that no
 # negative-index wraparound branch is left either.
-JIT_OPTS = dict(cache=True, error_model="numpy")
+JIT_OPTS = dict(cache=True, nogil=True, error_model="numpy")
 
 
 @njit(inline="always", **JIT_OPTS)

@@ -19,7 +19,7 @@ from numba import njit, prange
 # reassoc only, for the two float64 sums ("contract" would fuse embed's
 # float32 word * scale + position); error_model="numpy" drops the division
 # checks whose branches would stop vectorisation.
-_OPTS = dict(cache=True, error_model="numpy", fastmath={"reassoc"})
+_OPTS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
 
 
 @njit(inline="always", **_OPTS)

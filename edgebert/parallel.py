@@ -1,0 +1,91 @@
+"""Many batches at once: one batch per thread, each forward on one kernel thread.
+
+With N threads, a forward pass normally splits every kernel across N threads
+and waits for the slowest at each of its ~40 kernel calls. Over many batches
+it is faster to give each thread whole batches: no waiting per kernel, and a
+core that is busy with another process delays only its own batch instead of
+every kernel of every batch (measured on 2 cores, 2,619 Lee sentences: 1214
+vs 1059 texts/s quiet, 1138 vs 422 with a busy-looping process beside us).
+
+Each thread's forwards use their own buffers (the executor's per-thread
+workspace) and the kernels are bit-identical at any thread count, so results
+do not depend on which thread ran which batch.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Sequence
+
+# Below this many batches per thread, batches run one at a time on all threads:
+# with few batches of unequal lengths, one thread would idle while another
+# finishes the longest batch alone.
+MIN_BATCHES_PER_THREAD = 2
+
+
+class BatchRunner:
+    """Runs ``work(batch, kernel_threads)`` for every batch; owns a lazily started pool."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def workers(self, n_batches: int) -> int:
+        """Threads that get whole batches (1: batches run one at a time, on all threads)."""
+        if self.threads < 2 or not _concurrent_calls_safe():
+            return 1
+        return max(1, min(self.threads, n_batches // MIN_BATCHES_PER_THREAD))
+
+    def run(self, batches: Sequence, work: Callable[[object, int], None]) -> None:
+        """Every batch through ``work``; longest-first when side by side (batches come
+        shortest first), so the last ones to finish are short and threads end together."""
+        workers = self.workers(len(batches))
+        if workers == 1:
+            for batch in batches:
+                work(batch, self.threads)
+            return
+        queue = iter(list(reversed(batches)))
+        lock, failed = threading.Lock(), threading.Event()
+
+        def loop():
+            while not failed.is_set():
+                with lock:
+                    batch = next(queue, None)
+                if batch is None:
+                    return
+                try:
+                    work(batch, 1)
+                except BaseException:
+                    failed.set()  # the others stop at their next batch
+                    raise
+
+        futures = [self._executor().submit(loop) for _ in range(workers - 1)]
+        try:
+            loop()  # the calling thread is one of the workers
+        finally:
+            errors = [f.exception() for f in futures]  # waits for every worker
+        for error in errors:
+            if error is not None:
+                raise error
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                # idle workers block on a queue: no CPU while nothing runs
+                self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="edgebert")
+                weakref.finalize(self, self._pool.shutdown, wait=False)
+            return self._pool
+
+
+def _concurrent_calls_safe() -> bool:
+    """Numba's workqueue threading layer refuses parallel kernels called from two
+    threads at once; OpenMP and TBB allow it. The layer is known only after the
+    first parallel kernel ran: until then, batches run one at a time."""
+    import numba
+
+    try:
+        return numba.threading_layer() != "workqueue"
+    except ValueError:
+        return False

@@ -1,0 +1,124 @@
+"""Batches side by side (edgebert/parallel.py): same bits, every batch once, errors surface,
+and a model shared by user threads gives each its own buffers."""
+from __future__ import annotations
+
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+import edgebert
+from edgebert import parallel
+from edgebert.parallel import BatchRunner
+
+needs_two = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 cores")
+
+# 40 texts of many lengths: 10 batches of 4
+TEXTS = [("word " * (1 + (7 * i) % 37)).strip() + f" {i}." for i in range(40)]
+
+
+@pytest.fixture(scope="module")
+def models(tiny_int8):
+    one, two = edgebert.load(tiny_int8, threads=1), edgebert.load(tiny_int8, threads=2)
+    one.embed(TEXTS[:2])  # a parallel kernel has run: Numba's threading layer is known
+    return one, two
+
+
+@needs_two
+def test_side_by_side_same_bits_as_one_thread(models):
+    one, two = models
+    assert two._batches.workers(10) == 2  # the test exercises the side-by-side path
+    np.testing.assert_array_equal(two.embed(TEXTS, batch_size=4), one.embed(TEXTS, batch_size=4))
+
+
+@needs_two
+def test_forward_sequences_side_by_side(models):
+    one, two = models
+    encoded = one.tokenize(TEXTS)
+    a, b = one.forward_sequences(encoded, batch_size=4), two.forward_sequences(encoded, batch_size=4)
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for name in x:
+            np.testing.assert_array_equal(x[name], y[name])
+
+
+def test_user_threads_sharing_a_model_get_their_own_buffers(models):
+    """Each calling thread runs on its own workspace: no thread sees another's activations."""
+    one, _ = models
+    expected = one.embed(TEXTS, batch_size=4)
+    results, errors = {}, []
+
+    def worker(k):
+        try:
+            for _ in range(3):
+                texts = TEXTS[k::4]
+                results[k] = one.embed(texts, batch_size=2)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for k in range(4):
+        np.testing.assert_array_equal(results[k], expected[k::4])
+
+
+def test_worker_count(monkeypatch):
+    monkeypatch.setattr(parallel, "_concurrent_calls_safe", lambda: True)
+    runner = BatchRunner(4)
+    assert [runner.workers(n) for n in (1, 3, 4, 7, 8, 100)] == [1, 1, 2, 3, 4, 4]
+    assert BatchRunner(1).workers(100) == 1
+    monkeypatch.setattr(parallel, "_concurrent_calls_safe", lambda: False)  # workqueue layer
+    assert runner.workers(100) == 1
+
+
+def test_every_batch_once_longest_first(monkeypatch):
+    monkeypatch.setattr(parallel, "_concurrent_calls_safe", lambda: True)
+    seen, lock = [], threading.Lock()
+
+    def work(batch, kernel_threads):
+        assert kernel_threads == 1
+        with lock:
+            seen.append(batch)
+
+    BatchRunner(3).run(list(range(30)), work)
+    assert sorted(seen) == list(range(30))
+    assert seen[:3] == sorted(seen[:3], reverse=True) and min(seen[:3]) >= 27  # started from the end
+
+
+def test_one_at_a_time_on_all_threads_with_few_batches(monkeypatch):
+    monkeypatch.setattr(parallel, "_concurrent_calls_safe", lambda: True)
+    calls = []
+    BatchRunner(2).run([0, 1, 2], lambda b, t: calls.append((b, t)))
+    assert calls == [(0, 2), (1, 2), (2, 2)]  # in order, all threads per batch
+
+
+@pytest.mark.parametrize("failing", [0, 19])  # run by the calling thread first / late by a pool worker
+def test_an_error_in_any_batch_reaches_the_caller(monkeypatch, failing):
+    monkeypatch.setattr(parallel, "_concurrent_calls_safe", lambda: True)
+    done = []
+
+    def work(batch, kernel_threads):
+        if batch == failing:
+            raise ValueError(f"batch {batch}")
+        done.append(batch)
+
+    with pytest.raises(ValueError, match=f"batch {failing}"):
+        BatchRunner(2).run(list(range(20)), work)
+    assert failing not in done
+
+
+def test_threading_layer_check_reads_numba(monkeypatch):
+    monkeypatch.setattr(numba, "threading_layer", lambda: "workqueue")
+    assert parallel._concurrent_calls_safe() is False
+    monkeypatch.setattr(numba, "threading_layer", lambda: "omp")
+    assert parallel._concurrent_calls_safe() is True
+
+    def unknown():
+        raise ValueError("Threading layer is not initialized.")
+    monkeypatch.setattr(numba, "threading_layer", unknown)
+    assert parallel._concurrent_calls_safe() is False
