@@ -116,3 +116,22 @@ def test_embed_mean_pools_like_sentence_transformers(tiny_int8, tiny_fp32, tiny_
     int8 = edgebert.load(tiny_int8).embed(TEXTS, batch_size=3)
     cos = (int8 * expected).sum(1) / np.linalg.norm(int8, axis=1) / np.linalg.norm(expected, axis=1)
     assert cos.min() > INT8_MIN_TOKEN_COSINE
+
+
+def test_every_kernel_path_gives_the_same_bits(tiny_int8, hf, monkeypatch):
+    """The GEMM paths share one quantization and one dequantization order: a whole model
+    gives bit-identical outputs on each path this CPU runs (AMX with its fused feed-forward
+    block, AVX-512 VNNI, AVX-VNNI, AVX2, portable)."""
+    from edgebert.runtime.kernels import cpu
+
+    batch, _ = hf
+    args = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    results = {}
+    for path in cpu.available_paths():
+        monkeypatch.setenv(cpu.ENV_VAR, path)
+        model = edgebert.load(tiny_int8)
+        assert {p.path for p in model.executor._packed.values()} == {path}
+        results[path] = model.run(*args)
+    best, *others = results
+    for path in others:
+        np.testing.assert_array_equal(results[path], results[best], err_msg=f"{path} vs {best}")

@@ -2,7 +2,7 @@
 
 An explicit x86 intrinsic compiled for a CPU that lacks it aborts the whole
 process, so the path is chosen here, from LLVM's view of the host, before
-any kernel is compiled. ``EDGEBERT_KERNEL`` = auto|portable|avx2|avx512vnni|amx
+any kernel is compiled. ``EDGEBERT_KERNEL`` = auto|portable|avx2|avxvnni|avx512vnni|amx
 forces a path; forcing one the CPU lacks is refused.
 
 AMX also needs the kernel's permission (Linux arch_prctl XTILEDATA; without
@@ -21,9 +21,10 @@ ENV_VAR = "EDGEBERT_KERNEL"
 _NEEDS = {
     "amx": ("amx-tile", "amx-int8", "avx512f", "avx512bw", "avx512vnni"),
     "avx512vnni": ("avx512f", "avx512bw", "avx512vnni"),
+    "avxvnni": ("avx2", "avxvnni"),  # VEX vpdpbusd: Alder Lake and later without AVX-512
     "avx2": ("avx2",),
 }
-CHOICES = ("auto", "portable", "avx2", "avx512vnni", "amx")
+CHOICES = ("auto", "portable", "avx2", "avxvnni", "avx512vnni", "amx")
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,24 +58,27 @@ def amx_permitted():
 
 @functools.lru_cache(maxsize=1)
 def detected_path():
-    """Best path the hardware supports: amx, avx512vnni, avx2, neon_dot or portable."""
-    feats = host_features()
-    machine = platform.machine().lower()
-    if machine in ("x86_64", "amd64"):
-        for path, needs in _NEEDS.items():
-            if all(f in feats for f in needs) and (path != "amx" or amx_permitted()):
-                return path
-    elif machine in ("aarch64", "arm64") and "dotprod" in feats:
+    """Best path the hardware supports: amx, avx512vnni, avxvnni, avx2, neon_dot or portable."""
+    runnable = _x86_paths()
+    if runnable:
+        return runnable[0]
+    if platform.machine().lower() in ("aarch64", "arm64") and "dotprod" in host_features():
         return "neon_dot"
     return "portable"
 
 
+def _x86_paths():
+    """The x86 paths whose instructions this CPU has (and, for AMX, may use), best first."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return ()
+    feats = host_features()
+    return tuple(path for path, needs in _NEEDS.items()
+                 if all(f in feats for f in needs) and (path != "amx" or amx_permitted()))
+
+
 def available_paths():
-    """Kernel paths (names usable with ``EDGEBERT_KERNEL``) this CPU can run."""
-    best = detected_path()
-    order = ("amx", "avx512vnni", "avx2")
-    runnable = order[order.index(best):] if best in order else ()
-    return tuple(runnable) + ("portable",)
+    """Kernel paths (names usable with ``EDGEBERT_KERNEL``) this CPU can run, best first."""
+    return _x86_paths() + ("portable",)
 
 
 def kernel_path(requested=None):

@@ -27,7 +27,8 @@ from .gemm_portable import GELU_MAX_ERR, gelu_inplace, quantize_all, residual_al
 __all__ = ["PackedLinear", "pack_linear", "qlinear", "qlinear_int16", "residual_pass", "panel_rows", "ffn", "quantize_rows",
            "GELU_MAX_ERR"]
 
-_MODULES = {"amx": "gemm_amx", "avx512vnni": "gemm_vnni", "avx2": "gemm_avx2", "portable": "gemm_portable"}
+_MODULES = {"amx": "gemm_amx", "avx512vnni": "gemm_vnni", "avxvnni": "gemm_avxvnni", "avx2": "gemm_avx2",
+            "portable": "gemm_portable"}
 _ACTIVATIONS = ("none", "gelu")
 _MAX_K = (2**31 - 1) // (127 * 127)  # 133,143: int32 accumulation stays exact
 

@@ -2,13 +2,14 @@
 import numpy as np
 
 
-def pack_k4_blocks(qw, k_multiple, n_multiple, shift):
-    """(N, K) int8 -> (flat [Np/16][Kp/4][16][4] int8, 64-byte aligned; shift * colsum (Np,) int32; Kp).
+def pack_k4_blocks(qw, k_multiple, n_multiple, shift, lanes=16):
+    """(N, K) int8 -> (flat [Np/lanes][Kp/4][lanes][4] int8, 64-byte aligned; shift * colsum (Np,) int32; Kp).
 
-    K and N are zero-padded to multiples of ``k_multiple`` and ``n_multiple``;
-    each 16-column block holds, per group of 4 K values, 16 columns x 4 bytes:
-    one ``vpdpbusd`` operand, or one row of an AMX B tile (64-byte aligned, so
-    no tile row straddles two cache lines). ``shift * colsum`` is the
+    K and N are zero-padded to multiples of ``k_multiple`` and ``n_multiple``
+    (a multiple of ``lanes``); each block of ``lanes`` columns holds, per group
+    of 4 K values, ``lanes`` columns x 4 bytes: one ``vpdpbusd`` operand (16
+    lanes: zmm, 8: ymm), or one row of an AMX B tile (64-byte aligned, so no
+    tile row straddles two cache lines). ``shift * colsum`` is the
     correction for activations stored as q + shift. The 4-byte groups move
     as int32 in one transposing copy (4x faster than moving bytes: it is
     most of a model's load time).
@@ -22,5 +23,6 @@ def pack_k4_blocks(qw, k_multiple, n_multiple, shift):
     buf = np.empty(Np * Kp + 64, np.int8)
     off = -buf.ctypes.data % 64
     flat = buf[off : off + Np * Kp]
-    flat.view(np.int32).reshape(Np // 16, Kp // 4, 16)[:] = w.view(np.int32).reshape(Np // 16, 16, Kp // 4).transpose(0, 2, 1)
+    groups = w.view(np.int32).reshape(Np // lanes, lanes, Kp // 4).transpose(0, 2, 1)
+    flat.view(np.int32).reshape(Np // lanes, Kp // 4, lanes)[:] = groups
     return flat, corr, Kp

@@ -1,5 +1,7 @@
 """Every int8 linear path this CPU runs, against the NumPy references."""
 
+import platform
+
 import numba
 import numpy as np
 import pytest
@@ -275,12 +277,24 @@ def test_kernel_path_selection(monkeypatch):
     monkeypatch.setenv(cpu.ENV_VAR, "sse9")
     with pytest.raises(ValueError, match="sse9"):
         cpu.kernel_path()
-    monkeypatch.setattr(cpu, "detected_path", lambda: "portable")
-    with pytest.raises(ValueError, match="cannot run"):
-        cpu.kernel_path("avx512vnni")
-    with pytest.raises(ValueError, match="cannot run"):
-        cpu.kernel_path("amx")
+    monkeypatch.setattr(cpu, "host_features", lambda: frozenset())  # a CPU with none of the x86 extensions
+    for path in ("avx512vnni", "amx", "avxvnni", "avx2"):
+        with pytest.raises(ValueError, match="cannot run"):
+            cpu.kernel_path(path)
     assert cpu.available_paths() == ("portable",)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 feature sets")
+@pytest.mark.parametrize("features, paths", [
+    ({"avx2", "avxvnni"}, ("avxvnni", "avx2", "portable")),  # Alder Lake: VEX VNNI, no AVX-512
+    ({"avx2", "avx512f", "avx512bw", "avx512vnni"}, ("avx512vnni", "avx2", "portable")),  # Ice Lake, Zen 4
+    ({"avx2"}, ("avx2", "portable")),
+])
+def test_paths_follow_the_cpu_features(monkeypatch, features, paths):
+    """Each path is offered only where the CPU has every instruction it compiles."""
+    monkeypatch.setattr(cpu, "host_features", lambda: frozenset(features))
+    assert cpu.available_paths() == paths
+    assert cpu.detected_path.__wrapped__() == paths[0]
 
 
 def test_amx_needs_permission(monkeypatch):
