@@ -18,7 +18,7 @@ from llvmlite import ir
 from numba import njit, prange
 from numba.extending import intrinsic
 
-from .gemm_portable import JIT_OPTS, finish_row, quantize_all
+from .gemm_portable import JIT_OPTS, finish_row, quantize_all, tiles_per_task
 from .simd import I32X8, declare_intrinsic, make_ops
 
 MR = 4  # rows per register tile (gemm_avxvnni: 6; see _tile)
@@ -154,14 +154,17 @@ def qlinear_kernel(x, wp, corr, sw, wsum, bias, in_scale, out, xq, rowq, Kp, gel
     mr = _rows(xq)
     n_mt = (M + mr - 1) // mr
     n_nt = (N + NR - 1) // NR
-    # Tile t -> (nt, mt), mt fastest: each thread's contiguous chunk reuses a
-    # weight panel; even M=1 gives each thread some column tiles.
-    for t in prange(n_mt * n_nt):
-        nt, mt = t // n_mt, t % n_mt
-        m0, n0 = mt * mr, nt * NR
-        _tile(xq, Kp, m0, wp, nt, outf, M, N, corr)
-        for m in range(m0, min(m0 + mr, M)):
-            finish_row(out, m, n0, min(n0 + NR, N), rowq, sw, wsum, bias, gelu)
+    # Tile t -> (nt, mt), mt fastest: a task's run of tiles reuses a weight
+    # panel; even M=1 gives each thread some column tiles.
+    n_tiles = n_mt * n_nt
+    per = tiles_per_task(n_tiles)
+    for task in prange((n_tiles + per - 1) // per):
+        for t in range(task * per, min(task * per + per, n_tiles)):
+            nt, mt = t // n_mt, t % n_mt
+            m0, n0 = mt * mr, nt * NR
+            _tile(xq, Kp, m0, wp, nt, outf, M, N, corr)
+            for m in range(m0, min(m0 + mr, M)):
+                finish_row(out, m, n0, min(n0 + NR, N), rowq, sw, wsum, bias, gelu)
     return bad
 
 
@@ -173,6 +176,9 @@ def gemm_i32_kernel(xq, wp, corr, out, Kp):
     mr = _rows(xq)
     n_mt = (M + mr - 1) // mr
     n_nt = (N + NR - 1) // NR
-    for t in prange(n_mt * n_nt):
-        nt, mt = t // n_mt, t % n_mt
-        _tile(xq, Kp, mt * mr, wp, nt, outf, M, N, corr)
+    n_tiles = n_mt * n_nt
+    per = tiles_per_task(n_tiles)
+    for task in prange((n_tiles + per - 1) // per):
+        for t in range(task * per, min(task * per + per, n_tiles)):
+            nt, mt = t // n_mt, t % n_mt
+            _tile(xq, Kp, mt * mr, wp, nt, outf, M, N, corr)
