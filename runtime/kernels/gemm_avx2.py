@@ -10,7 +10,8 @@ both operands are sign-extended to int16 and multiplied with ``vpmaddwd``
 |pair sum| <= 2*127*127. Activations are stored as int16 q (no zero-point,
 no correction). Weights are packed ``[Np/8][Kp/2][8][2]`` int16: one 32-byte
 vector holds 2 consecutive k of 8 columns. The 4x16 tile keeps 8 ymm
-accumulators + 2 weight vectors + 1 broadcast within the 16 AVX2 registers.
+accumulators + 2 weight vectors + 1 broadcast within the 16 AVX2 registers
+(6x16 with ``vpdpbusd``, which needs no register for a product).
 """
 
 import numpy as np
@@ -89,7 +90,7 @@ def _tile(xq, Kp, m0, wp, nt, out, M, N, corr):
     out (M*N,) flat.
 
     Rows per tile, ``_rows(xq)``: 6 with ``vpdpbusd`` (12 accumulators hide its
-    latency: +17-29 % over 4 rows at MiniLM's shapes), 4 with ``vpmaddwd``
+    latency: +13-37 % over 4 rows at MiniLM's shapes, two runs), 4 with ``vpmaddwd``
     (whose product needs a spare register: 6 rows were 7-14 % slower). The
     choice is a compile-time constant per dtype, so the branches on it below
     vanish from the compiled loop.
