@@ -67,6 +67,30 @@ def test_user_threads_sharing_a_model_get_their_own_buffers(models):
         np.testing.assert_array_equal(results[k], expected[k::4])
 
 
+@needs_two
+def test_two_callers_side_by_side_share_the_pool(models):
+    """Two user threads each running many batches side by side on one model: both finish
+    (the pool is shared, no call waits on the other's batches) with the single-call bits."""
+    one, two = models
+    expected = one.embed(TEXTS, batch_size=4)
+    results, errors = {}, []
+
+    def caller(k):
+        try:
+            results[k] = two.embed(TEXTS, batch_size=4)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and not any(t.is_alive() for t in threads)
+    for k in range(2):
+        np.testing.assert_array_equal(results[k], expected)
+
+
 def test_worker_count(monkeypatch):
     monkeypatch.setattr(parallel, "_concurrent_calls_safe", lambda: True)
     runner = BatchRunner(4)
