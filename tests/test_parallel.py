@@ -43,28 +43,35 @@ def test_forward_sequences_side_by_side(models):
             np.testing.assert_array_equal(x[name], y[name])
 
 
+def _in_threads(fn, n):
+    """fn(k) for k in 0..n-1, each on its own thread at once -> [results]; re-raises a thread's error."""
+    results, errors = [None] * n, []
+
+    def run(k):
+        try:
+            results[k] = fn(k)
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a thread did not finish"
+    if errors:
+        raise errors[0]
+    return results
+
+
 def test_user_threads_sharing_a_model_get_their_own_buffers(models):
     """Each calling thread runs on its own workspace: no thread sees another's activations."""
     one, _ = models
     expected = one.embed(TEXTS, batch_size=4)
-    results, errors = {}, []
-
-    def worker(k):
-        try:
-            for _ in range(3):
-                texts = TEXTS[k::4]
-                results[k] = one.embed(texts, batch_size=2)
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    results = _in_threads(lambda k: [one.embed(TEXTS[k::4], batch_size=2) for _ in range(3)], 4)
     for k in range(4):
-        np.testing.assert_array_equal(results[k], expected[k::4])
+        for got in results[k]:
+            np.testing.assert_array_equal(got, expected[k::4])
 
 
 @needs_two
@@ -73,22 +80,8 @@ def test_two_callers_side_by_side_share_the_pool(models):
     (the pool is shared, no call waits on the other's batches) with the single-call bits."""
     one, two = models
     expected = one.embed(TEXTS, batch_size=4)
-    results, errors = {}, []
-
-    def caller(k):
-        try:
-            results[k] = two.embed(TEXTS, batch_size=4)
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=caller, args=(k,)) for k in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors and not any(t.is_alive() for t in threads)
-    for k in range(2):
-        np.testing.assert_array_equal(results[k], expected)
+    for got in _in_threads(lambda k: two.embed(TEXTS, batch_size=4), 2):
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_worker_count(monkeypatch):
