@@ -8,7 +8,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .errors import InputError, InvalidModelFile
-from .parallel import BatchRunner
+from .parallel import BatchRunner, kernel_guard
 from .runtime.executor import offsets_and_positions, pack_sequences
 from .settings import apply_threads, resolve_threads
 from .text import TextEncoder, as_text, chunks
@@ -111,10 +111,11 @@ class Model:
         ``outputs=None`` a dict of every graph output, fresh arrays. ``threads``:
         kernel threads for this call (default: the model's)."""
         apply_threads(threads or self.threads)
-        out = self.executor.run(np.ascontiguousarray(ids, dtype=np.int32),
-                                np.ascontiguousarray(types, dtype=np.int32),
-                                np.ascontiguousarray(positions, dtype=np.int32),
-                                np.ascontiguousarray(offsets, dtype=np.int64), outputs=outputs)
+        with kernel_guard():  # the executor's buffers are per thread; the threading layer may not be
+            out = self.executor.run(np.ascontiguousarray(ids, dtype=np.int32),
+                                    np.ascontiguousarray(types, dtype=np.int32),
+                                    np.ascontiguousarray(positions, dtype=np.int32),
+                                    np.ascontiguousarray(offsets, dtype=np.int64), outputs=outputs)
         if outputs == ("last_hidden_state",):
             return out["last_hidden_state"].copy()
         return {name: value.copy() for name, value in out.items()}

@@ -13,6 +13,7 @@ do not depend on which thread ran which batch.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -79,13 +80,29 @@ class BatchRunner:
             return self._pool
 
 
+_SERIAL = threading.Lock()  # held around every forward pass where kernels may not overlap
+_safe_layer = False  # set once the threading layer is known to take concurrent calls
+
+
+def kernel_guard():
+    """What to hold around a forward pass: nothing where Numba's threading layer takes
+    parallel kernels from several threads at once (OpenMP, TBB); one process-wide
+    lock where it does not (workqueue, Numba's fallback where OpenMP is missing, as
+    on macOS without libomp), whose concurrent use aborts the process."""
+    return contextlib.nullcontext() if _concurrent_calls_safe() else _SERIAL
+
+
 def _concurrent_calls_safe() -> bool:
     """Numba's workqueue threading layer refuses parallel kernels called from two
     threads at once; OpenMP and TBB allow it. The layer is known only after the
     first parallel kernel ran: until then, batches run one at a time."""
+    global _safe_layer
+    if _safe_layer:
+        return True
     import numba
 
     try:
-        return numba.threading_layer() != "workqueue"
+        _safe_layer = numba.threading_layer() != "workqueue"
     except ValueError:
         return False
+    return _safe_layer

@@ -130,12 +130,48 @@ def test_an_error_in_any_batch_reaches_the_caller(monkeypatch, failing):
 
 
 def test_threading_layer_check_reads_numba(monkeypatch):
+    monkeypatch.setattr(parallel, "_safe_layer", False)  # forget what this process's layer is
     monkeypatch.setattr(numba, "threading_layer", lambda: "workqueue")
     assert parallel._concurrent_calls_safe() is False
+    assert parallel.kernel_guard() is parallel._SERIAL
     monkeypatch.setattr(numba, "threading_layer", lambda: "omp")
     assert parallel._concurrent_calls_safe() is True
+    assert parallel.kernel_guard() is not parallel._SERIAL
+    monkeypatch.setattr(parallel, "_safe_layer", False)
 
     def unknown():
         raise ValueError("Threading layer is not initialized.")
     monkeypatch.setattr(numba, "threading_layer", unknown)
     assert parallel._concurrent_calls_safe() is False
+
+
+_WORKQUEUE_SCRIPT = """
+import sys, threading, numpy as np, numba, edgebert
+model = edgebert.load(sys.argv[1], threads=2)
+texts = [f"text number {i} " * (1 + i % 7) for i in range(24)]
+expected = model.embed(texts, batch_size=4)
+assert numba.threading_layer() == "workqueue", numba.threading_layer()
+out = {}
+def call(k):
+    for _ in range(3):
+        out[k] = model.embed(texts, batch_size=4)
+threads = [threading.Thread(target=call, args=(k,)) for k in range(3)]
+[t.start() for t in threads]; [t.join() for t in threads]
+print("same", all(np.array_equal(v, expected) for v in out.values()))
+"""
+
+
+@needs_two
+def test_workqueue_layer_survives_user_threads(tiny_int8):
+    """Numba's workqueue layer (its fallback without OpenMP, e.g. macOS without libomp)
+    aborts the process when two threads launch parallel kernels at once: forward passes
+    take a process-wide lock there. Without it this child dies with SIGABRT (measured)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    r = subprocess.run([sys.executable, "-c", _WORKQUEUE_SCRIPT, str(tiny_int8)], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().endswith("same True")
