@@ -14,6 +14,7 @@ do not depend on which thread ran which batch.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ class BatchRunner:
         self.threads = threads
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        _RUNNERS.add(self)
 
     def workers(self, n_batches: int) -> int:
         """Threads that get whole batches (1: batches run one at a time, on all threads)."""
@@ -90,6 +92,21 @@ def kernel_guard():
     lock where it does not (workqueue, Numba's fallback where OpenMP is missing, as
     on macOS without libomp), whose concurrent use aborts the process."""
     return contextlib.nullcontext() if _concurrent_calls_safe() else _SERIAL
+
+
+# A forked child inherits the pool object but none of its threads: work handed to it
+# would wait for ever. Each runner starts a new pool in the child instead.
+_RUNNERS: "weakref.WeakSet[BatchRunner]" = weakref.WeakSet()
+
+
+def _forget_pools_after_fork() -> None:
+    for runner in list(_RUNNERS):
+        runner._pool = None
+        runner._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
 def _concurrent_calls_safe() -> bool:

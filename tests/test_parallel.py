@@ -129,6 +129,30 @@ def test_an_error_in_any_batch_reaches_the_caller(monkeypatch, failing):
     assert failing not in done
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_batches_side_by_side(monkeypatch):
+    """The child of a fork inherits the pool object without its threads; it must start its own
+    (before the fix the child waited for ever on work no thread would run)."""
+    import os
+
+    monkeypatch.setattr(parallel, "_concurrent_calls_safe", lambda: True)
+    runner, seen = BatchRunner(2), []
+    runner.run(list(range(8)), lambda b, t: seen.append(b))  # the parent's pool is up
+    assert sorted(seen) == list(range(8))
+    pid = os.fork()
+    if pid == 0:  # child: run side by side again, exit 0 only if every batch ran
+        try:
+            done = []
+            watchdog = threading.Timer(30, os._exit, args=(3,))  # a hang exits 3
+            watchdog.start()
+            runner.run(list(range(8)), lambda b, t: done.append(b))
+            os._exit(0 if sorted(done) == list(range(8)) else 2)
+        finally:
+            os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_threading_layer_check_reads_numba(monkeypatch):
     monkeypatch.setattr(parallel, "_safe_layer", False)  # forget what this process's layer is
     monkeypatch.setattr(numba, "threading_layer", lambda: "workqueue")
