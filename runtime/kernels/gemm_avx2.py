@@ -26,6 +26,10 @@ MR = 4  # rows per register tile (gemm_avxvnni: 6; see _tile)
 NR = 16  # columns per register tile (2 ymm of 8 int32)
 KG = 2  # k per vpmaddwd pair
 SHIFT = 0  # activations are plain int16 q
+# The AVX-VNNI variant's constants (gemm_avxvnni takes these, so the scratch
+# padding there and the tiles here agree): u8 rows = q + VNNI_SHIFT, VNNI_MR rows per tile.
+VNNI_MR = 6
+VNNI_SHIFT = 128
 SCRATCH_DTYPE = np.int16
 
 vzero, vload, vbcast32, vstore_acc, vlane = make_ops(I32X8)
@@ -95,7 +99,7 @@ def _tile(xq, Kp, m0, wp, nt, out, M, N, corr):
     choice is a compile-time constant per dtype, so the branches on it below
     vanish from the compiled loop.
     """
-    six = _rows(xq) == 6
+    six = _rows(xq) == VNNI_MR
     kg = 4 // xq.itemsize  # k per 32-bit lane: 2 int16 or 4 u8
     bstride = Kp * 8  # weight elements per 8-column block
     wb = nt * 2 * bstride
@@ -137,7 +141,7 @@ def _tile(xq, Kp, m0, wp, nt, out, M, N, corr):
 @njit(inline="always", **JIT_OPTS)
 def _rows(xq):
     """Rows per register tile: 6 for u8 (AVX-VNNI) rows, 4 for int16 (AVX2); see ``_tile``."""
-    return 6 if xq.itemsize == 1 else 4
+    return VNNI_MR if xq.itemsize == 1 else MR
 
 
 @njit(parallel=True, **JIT_OPTS)
@@ -150,7 +154,7 @@ def qlinear_kernel(x, wp, corr, sw, wsum, bias, in_scale, out, xq, rowq, Kp, gel
     """
     M = x.shape[0]
     N = out.shape[1]
-    bad = quantize_all(x, xq, rowq, 128 if xq.itemsize == 1 else SHIFT, Kp, in_scale)  # u8 = q + 128
+    bad = quantize_all(x, xq, rowq, VNNI_SHIFT if xq.itemsize == 1 else SHIFT, Kp, in_scale)
     outf = out.reshape(-1)
     mr = _rows(xq)
     n_mt = (M + mr - 1) // mr
