@@ -71,7 +71,8 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     try:
         from safetensors import safe_open
     except ImportError:
-        raise UnsupportedModel("converting needs the safetensors package: pip install 'edgebert[convert]'") from None
+        raise UnsupportedModel("converting needs the safetensors package, a dependency of edgebert: "
+                               "pip install safetensors") from None
     out = {}
     try:
         with safe_open(str(path), framework="np") as f:
