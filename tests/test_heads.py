@@ -17,8 +17,12 @@ FP32_ATOL = 1e-4
 # through the head, so the bound is relative to the logits' own scale.
 # Measured worst: 1.6% (pretraining's NSP logits), MLM 1.5%, others <= 0.9%.
 INT8_REL = 0.03
-# Numba kernels vs NumPy references on the same int8 file (see test_end_to_end).
-KERNEL_ATOL = 2e-3
+# Numba kernels vs NumPy references on the same int8 file (see test_end_to_end):
+# float32 rounding may flip a rare activation to the neighbouring int8 step,
+# and a head multiplies that step by its weights, so the bound is relative to
+# the logits' own scale. Measured worst: 0.24% (pretraining's MLM logits, one
+# flipped token row of 63, transformers 4.57's random init); others < 0.01%.
+KERNEL_REL = 5e-3
 
 HEADS = {  # class -> (outputs compared, config overrides)
     "BertForSequenceClassification": (["logits"], {"num_labels": 3}),
@@ -62,7 +66,8 @@ def test_head_logits_match_transformers(tiny_head, model_class):
         np.testing.assert_allclose(_rows(fp32[name], mask), ref, atol=FP32_ATOL, rtol=0, err_msg=name)
         err = np.abs(_rows(int8[name], mask) - ref).max()
         assert err <= INT8_REL * np.abs(ref).max(), f"{name}: int8 error {err:.4f}"
-        np.testing.assert_allclose(int8[name], slow[name], atol=KERNEL_ATOL, rtol=0, err_msg=name)
+        np.testing.assert_allclose(int8[name], slow[name], atol=KERNEL_REL * np.abs(slow[name]).max(), rtol=0,
+                                   err_msg=name)
 
 
 def test_head_metadata_travels_in_the_file(tiny_head):
