@@ -5,26 +5,26 @@ from pathlib import Path
 
 import numpy as np
 
+from edgebert import names
 from edgebert.errors import UnsupportedModel
 
 from . import source
 from .registry import register_loader
 from .spec import BertConfig, ModelSpec
 
-# Source name -> standard name (docs/format.md). Data, not code.
+# Source name -> standard role (edgebert/names.py). Data, not code.
 EMBEDDING_NAMES = {
-    "embeddings.word_embeddings.weight": "token_embd.weight",
-    "embeddings.position_embeddings.weight": "position_embd.weight",
-    "embeddings.token_type_embeddings.weight": "token_type_embd.weight",
-    "embeddings.LayerNorm.weight": "embd_norm.weight",
-    "embeddings.LayerNorm.bias": "embd_norm.bias",
+    "embeddings.word_embeddings": names.TOKEN_EMBD,
+    "embeddings.position_embeddings": names.POSITION_EMBD,
+    "embeddings.token_type_embeddings": names.TOKEN_TYPE_EMBD,
+    "embeddings.LayerNorm": names.EMBD_NORM,
 }
 LAYER_NAMES = {
-    "attention.output.dense": "attn_output",
-    "attention.output.LayerNorm": "attn_norm",
-    "intermediate.dense": "ffn_up",
-    "output.dense": "ffn_down",
-    "output.LayerNorm": "ffn_norm",
+    "attention.output.dense": names.ATTN_OUTPUT,
+    "attention.output.LayerNorm": names.ATTN_NORM,
+    "intermediate.dense": names.FFN_UP,
+    "output.dense": names.FFN_DOWN,
+    "output.LayerNorm": names.FFN_NORM,
 }
 QKV_PARTS = ("attention.self.query", "attention.self.key", "attention.self.value")
 PREFIXES = ("", "bert.")  # BertModel saves bare names; task models prefix "bert."
@@ -72,14 +72,21 @@ class Checkpoint:
 
 def fill_encoder(spec: ModelSpec, ckpt: Checkpoint, prefix: str) -> None:
     """Embeddings and every layer, from source names under ``prefix`` ("" or "bert.")."""
-    for src, dst in EMBEDDING_NAMES.items():
-        spec[dst] = ckpt.take(prefix + src)
+    for src, role in EMBEDDING_NAMES.items():
+        for suffix in _suffixes(spec, role.prefix()):
+            spec[role.prefix() + suffix] = ckpt.take(prefix + src + suffix)
     for i in range(spec.config.num_layers):
         layer = f"{prefix}encoder.layer.{i}."
-        for kind in ("weight", "bias"):
-            spec[f"blk.{i}.attn_qkv.{kind}"] = np.concatenate([ckpt.take(f"{layer}{p}.{kind}") for p in QKV_PARTS])
-            for src, dst in LAYER_NAMES.items():
-                spec[f"blk.{i}.{dst}.{kind}"] = ckpt.take(f"{layer}{src}.{kind}")
+        for suffix in (names.WEIGHT, names.BIAS):
+            spec[names.ATTN_QKV.prefix(i) + suffix] = np.concatenate(
+                [ckpt.take(f"{layer}{p}{suffix}") for p in QKV_PARTS])
+            for src, role in LAYER_NAMES.items():
+                spec[role.prefix(i) + suffix] = ckpt.take(layer + src + suffix)
+
+
+def _suffixes(spec: ModelSpec, prefix: str) -> tuple[str, ...]:
+    """The suffixes the spec declares for a layer prefix (embedding tables have no bias)."""
+    return tuple(s for s in (names.WEIGHT, names.BIAS) if prefix + s in spec.slots)
 
 
 def encoder_spec(model_dir: Path, cfg: dict, architecture: str, st: dict | None = None) -> ModelSpec:

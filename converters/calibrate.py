@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edgebert import names
 from edgebert.errors import InputError
 
 from . import quantize
 from .spec import ModelSpec
 
-SMOOTH_KINDS = ("attn_qkv", "ffn_up")  # inputs come from a LayerNorm: the outlier channels live there
 DEFAULT_ALPHA = 0.5
 DEFAULT_KEEP = 1  # measured: the most sensitive layer in int16 lifts MiniLM's neighbour agreement past 0.95
 KEEP_MODES = ("int16", "float32")
@@ -71,6 +71,7 @@ def calibration_texts(path: str | Path | None = None) -> tuple[list[str], str]:
 
 def linear_inputs(spec: ModelSpec, texts: list[str]) -> dict[str, np.ndarray]:
     """FP32 forward over ``texts``; what enters each linear layer, (tokens, K) per prefix."""
+    from edgebert.format import validate_graph
     from edgebert.runtime.executor import Executor, pack_sequences
     from edgebert.text import TextEncoder
 
@@ -78,9 +79,9 @@ def linear_inputs(spec: ModelSpec, texts: list[str]) -> dict[str, np.ndarray]:
 
     graph = build_graph(spec.config, spec.head)
     tensors = {name: slot.value for name, slot in spec.slots.items()}
-    executor = Executor(graph, tensors, backend="numba")
+    executor = Executor(graph, tensors, validate_graph(graph, tensors, spec.config.as_dict()), backend="numba")
     linears = {n["params"]["linear"]: n["inputs"][0] for n in graph["nodes"]
-               if n["op"] == "linear" and n["params"]["linear"].startswith("blk.")}
+               if n["op"] == "linear" and _role(spec, n["params"]["linear"]).calibrated}
     encoded = TextEncoder(spec.tokenizer_json, spec.max_length).encode(texts)
     captured: dict[str, list[np.ndarray]] = {p: [] for p in linears}
     for start in range(0, len(encoded), BATCH):
@@ -88,6 +89,13 @@ def linear_inputs(spec: ModelSpec, texts: list[str]) -> dict[str, np.ndarray]:
         for prefix, value in linears.items():
             captured[prefix].append(out[value].copy())
     return {p: np.concatenate(v) for p, v in captured.items()}
+
+
+def _role(spec: ModelSpec, prefix: str) -> names.Role:
+    """The role of a linear layer, declared on its weight slot (edgebert/names.py): which layers
+    calibration measures and smooths is a trait of the role (SmoothQuant: the LayerNorm-fed
+    ones, where the outlier channels live), not a matter of how the layer is named."""
+    return spec.slots[prefix + names.WEIGHT].role
 
 
 def smoothing_scales(x: np.ndarray, w: np.ndarray, alpha: float) -> np.ndarray:
@@ -121,8 +129,8 @@ def make_plan(spec: ModelSpec, texts: list[str], source: str, alpha: float = DEF
         raise InputError(f"higher precision must be one of {KEEP_MODES}, got {keep_as!r}")
     plan = QuantPlan(alpha=alpha, texts=len(texts), source=source)
     for prefix, x in linear_inputs(spec, texts).items():
-        w = spec.slots[prefix + ".weight"].value
-        s = smoothing_scales(x, w, alpha) if prefix.rsplit(".", 1)[-1] in SMOOTH_KINDS and alpha > 0 else None
+        w = spec.slots[prefix + names.WEIGHT].value
+        s = smoothing_scales(x, w, alpha) if _role(spec, prefix).smoothed and alpha > 0 else None
         if s is not None:
             plan.smooth[prefix] = s
         plan.sensitivity[prefix] = simulated_sqnr(x, w, s)

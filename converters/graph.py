@@ -1,9 +1,10 @@
 """The graph a converter emits: ordered nodes over named packed activations (docs/format.md)."""
 from __future__ import annotations
 
-from .spec import BertConfig
+from edgebert import names
+from edgebert.ops import GRAPH_INPUTS
 
-GRAPH_INPUTS = ["input_ids", "token_type_ids", "position_ids", "seq_offsets"]
+from .spec import BertConfig
 
 
 def node(op: str, inputs: list[str], outputs: list[str], params: dict | None = None, **attrs) -> dict:
@@ -14,20 +15,19 @@ def bert_encoder_graph(c: BertConfig) -> dict:
     """Embeddings, then per layer: QKV, attention, output proj, add+norm, FFN, add+norm."""
     eps = c.layer_norm_eps
     nodes = [node("embed", ["input_ids", "token_type_ids", "position_ids"], ["h0"],
-                  {"word": "token_embd", "position": "position_embd", "token_type": "token_type_embd",
-                   "norm": "embd_norm"}, eps=eps)]
+                  {"word": names.TOKEN_EMBD.prefix(), "position": names.POSITION_EMBD.prefix(),
+                   "token_type": names.TOKEN_TYPE_EMBD.prefix(), "norm": names.EMBD_NORM.prefix()}, eps=eps)]
     h = "h0"
     for i in range(c.num_layers):
-        b = f"blk.{i}"
         out = "last_hidden_state" if i == c.num_layers - 1 else f"h{i + 1}"
         nodes += [
-            node("linear", [h], [f"qkv{i}"], {"linear": f"{b}.attn_qkv"}, activation="none"),
+            node("linear", [h], [f"qkv{i}"], {"linear": names.ATTN_QKV.prefix(i)}, activation="none"),
             node("attention", [f"qkv{i}", "seq_offsets"], [f"ctx{i}"], num_heads=c.num_heads),
-            node("linear", [f"ctx{i}"], [f"ao{i}"], {"linear": f"{b}.attn_output"}, activation="none"),
-            node("add_norm", [f"ao{i}", h], [f"n{i}"], {"norm": f"{b}.attn_norm"}, eps=eps),
-            node("linear", [f"n{i}"], [f"up{i}"], {"linear": f"{b}.ffn_up"}, activation="gelu"),
-            node("linear", [f"up{i}"], [f"down{i}"], {"linear": f"{b}.ffn_down"}, activation="none"),
-            node("add_norm", [f"down{i}", f"n{i}"], [out], {"norm": f"{b}.ffn_norm"}, eps=eps),
+            node("linear", [f"ctx{i}"], [f"ao{i}"], {"linear": names.ATTN_OUTPUT.prefix(i)}, activation="none"),
+            node("add_norm", [f"ao{i}", h], [f"n{i}"], {"norm": names.ATTN_NORM.prefix(i)}, eps=eps),
+            node("linear", [f"n{i}"], [f"up{i}"], {"linear": names.FFN_UP.prefix(i)}, activation="gelu"),
+            node("linear", [f"up{i}"], [f"down{i}"], {"linear": names.FFN_DOWN.prefix(i)}, activation="none"),
+            node("add_norm", [f"down{i}", f"n{i}"], [out], {"norm": names.FFN_NORM.prefix(i)}, eps=eps),
         ]
         h = out
     if c.num_layers == 0:
@@ -49,30 +49,33 @@ def head_nodes(c: BertConfig, head: dict) -> tuple[list[dict], list[str]]:
     """Nodes and extra outputs of a task head (docs/format.md, "Heads")."""
     task, h = head["task"], "last_hidden_state"
     pooler = [node("first_token", [h, "seq_offsets"], ["cls_token"]),
-              node("linear", ["cls_token"], ["pooler_output"], {"linear": "pooler"}, activation="tanh")]
+              node("linear", ["cls_token"], ["pooler_output"], {"linear": names.POOLER.prefix()},
+                   activation="tanh")]
 
     def mlm(out: str) -> list[dict]:
-        decoder = (node("tied_linear", ["mlm_normed"], [out], {"weight": "token_embd", "bias": "mlm.decoder"})
+        decoder = (node("tied_linear", ["mlm_normed"], [out],
+                        {"weight": names.TOKEN_EMBD.prefix(), "bias": names.MLM_DECODER.prefix()})
                    if head.get("tied_decoder", True) else
-                   node("linear", ["mlm_normed"], [out], {"linear": "mlm.decoder"}, activation="none"))
-        return [node("linear", [h], ["mlm_hidden"], {"linear": "mlm.transform"}, activation="gelu"),
-                node("norm", ["mlm_hidden"], ["mlm_normed"], {"norm": "mlm.norm"}, eps=c.layer_norm_eps),
+                   node("linear", ["mlm_normed"], [out], {"linear": names.MLM_DECODER.prefix()}, activation="none"))
+        return [node("linear", [h], ["mlm_hidden"], {"linear": names.MLM_TRANSFORM.prefix()}, activation="gelu"),
+                node("norm", ["mlm_hidden"], ["mlm_normed"], {"norm": names.MLM_NORM.prefix()},
+                     eps=c.layer_norm_eps),
                 decoder]
 
-    def final(x: str, prefix: str, out: str) -> dict:
-        return node("linear", [x], [out], {"linear": prefix}, activation="none")
+    def final(x: str, role: names.Role, out: str) -> dict:
+        return node("linear", [x], [out], {"linear": role.prefix()}, activation="none")
 
     if task == "sequence-classification":
-        return pooler + [final("pooler_output", "cls", "logits")], ["pooler_output", "logits"]
+        return pooler + [final("pooler_output", names.CLASSIFIER, "logits")], ["pooler_output", "logits"]
     if task == "token-classification":
-        return [final(h, "cls", "logits")], ["logits"]
+        return [final(h, names.CLASSIFIER, "logits")], ["logits"]
     if task == "question-answering":
-        return [final(h, "qa", "qa_logits")], ["qa_logits"]
+        return [final(h, names.QA, "qa_logits")], ["qa_logits"]
     if task == "masked-lm":
         return mlm("logits"), ["logits"]
     if task == "next-sentence":
-        return pooler + [final("pooler_output", "nsp", "logits")], ["pooler_output", "logits"]
+        return pooler + [final("pooler_output", names.NSP, "logits")], ["pooler_output", "logits"]
     if task == "pretraining":
-        return (pooler + mlm("prediction_logits") + [final("pooler_output", "nsp", "seq_relationship_logits")],
+        return (pooler + mlm("prediction_logits") + [final("pooler_output", names.NSP, "seq_relationship_logits")],
                 ["pooler_output", "prediction_logits", "seq_relationship_logits"])
     raise ValueError(f"unknown head task {task!r}")

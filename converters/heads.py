@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgebert import names
 from edgebert.errors import UnsupportedModel
 
 from . import source
@@ -25,26 +26,23 @@ TASKS = {
     "BertForNextSentencePrediction": "next-sentence",
     "BertForPreTraining": "pretraining",
 }
-# Small final layers (a few output rows) stay float32: int8 saves almost no
-# bytes there, and on the tiny test heads (max abs logit error, int8 encoder)
-# int8 final layers doubled the error for token classification (0.147 vs
-# 0.070) and QA (0.110 vs 0.041); pooled heads were equal (0.012 vs 0.014).
-FINAL_KIND = "fp32"
 # BERT's NSP head: row 0 = "B continues A", row 1 = "B is random" (transformers' docs).
 NSP_LABELS = {"0": "is_next", "1": "not_next"}
 
-# Source name -> (standard name, slot kind), per head part. Data, not code.
-POOLER = {"bert.pooler.dense.weight": ("pooler.weight", "linear"), "bert.pooler.dense.bias": ("pooler.bias", "fp32")}
-CLASSIFIER = {"classifier.weight": ("cls.weight", FINAL_KIND), "classifier.bias": ("cls.bias", "fp32")}
-QA = {"qa_outputs.weight": ("qa.weight", FINAL_KIND), "qa_outputs.bias": ("qa.bias", "fp32")}
-NSP = {"cls.seq_relationship.weight": ("nsp.weight", FINAL_KIND), "cls.seq_relationship.bias": ("nsp.bias", "fp32")}
-MLM = {
-    "cls.predictions.transform.dense.weight": ("mlm.transform.weight", "linear"),
-    "cls.predictions.transform.dense.bias": ("mlm.transform.bias", "fp32"),
-    "cls.predictions.transform.LayerNorm.weight": ("mlm.norm.weight", "fp32"),
-    "cls.predictions.transform.LayerNorm.bias": ("mlm.norm.bias", "fp32"),
-    "cls.predictions.bias": ("mlm.decoder.bias", "fp32"),
-}
+
+def _layer(source: str, role: names.Role) -> dict[str, tuple[names.Role, str]]:
+    return {source + suffix: (role, suffix) for suffix in (names.WEIGHT, names.BIAS)}
+
+
+# Source name -> (standard role, suffix), per head part. Data, not code. Which of
+# them are quantized is the roles' trait (edgebert/names.py: small final layers stay float32).
+POOLER = _layer("bert.pooler.dense", names.POOLER)
+CLASSIFIER = _layer("classifier", names.CLASSIFIER)
+QA = _layer("qa_outputs", names.QA)
+NSP = _layer("cls.seq_relationship", names.NSP)
+MLM = {**_layer("cls.predictions.transform.dense", names.MLM_TRANSFORM),
+       **_layer("cls.predictions.transform.LayerNorm", names.MLM_NORM),
+       "cls.predictions.bias": (names.MLM_DECODER, names.BIAS)}
 PARTS = {
     "sequence-classification": (POOLER, CLASSIFIER),
     "token-classification": (CLASSIFIER,),
@@ -66,7 +64,7 @@ def load_head_model(folder: Path, cfg: dict, architecture: str, allow_pickle: bo
     for part in PARTS[task]:
         _fill_part(spec, ckpt, part)
     if task in ("sequence-classification", "token-classification"):
-        spec.head.update(id2label=_id2label(cfg, spec.slots["cls.bias"].shape[0]),
+        spec.head.update(id2label=_id2label(cfg, spec.slots[names.CLASSIFIER.prefix() + names.BIAS].shape[0]),
                          problem_type=cfg.get("problem_type"))
     if task in ("next-sentence", "pretraining"):
         spec.head["id2label"] = dict(NSP_LABELS)
@@ -77,21 +75,20 @@ def load_head_model(folder: Path, cfg: dict, architecture: str, allow_pickle: bo
 
 
 def _fill_part(spec: ModelSpec, ckpt: Checkpoint, part: dict) -> None:
-    for src, (dst, kind) in part.items():
-        value = ckpt.take(src)
-        spec.add_slots({dst: Slot(tuple(value.shape), kind)})
-        spec[dst] = value
     H = spec.config.hidden_size
-    for dst, _ in part.values():
-        shape = spec.slots[dst].shape
-        if dst.endswith(".weight") and not dst.startswith("mlm.norm") and shape[-1] != H:
-            raise UnsupportedModel(f"head weight {dst} has shape {shape}; its input must be hidden_size {H}")
+    for src, (role, suffix) in part.items():
+        value, dst = ckpt.take(src), role.prefix() + suffix
+        spec.add_slots({dst: Slot(tuple(value.shape), role, suffix)})
+        spec[dst] = value
+        if suffix == names.WEIGHT and role.kind != "norm" and value.shape[-1] != H:
+            raise UnsupportedModel(f"head weight {dst} has shape {tuple(value.shape)}; "
+                                   f"its input must be hidden_size {H}")
 
 
 def _fill_decoder(spec: ModelSpec, ckpt: Checkpoint, cfg: dict) -> bool:
     """True when the MLM decoder reuses token_embd (tied, BERT's default); else an own slot."""
     name = "cls.predictions.decoder.weight"
-    word = spec.slots["token_embd.weight"].value
+    word = spec.slots[names.TOKEN_EMBD.prefix() + names.WEIGHT].value
     if name not in ckpt:
         if cfg.get("tie_word_embeddings", True) is False:
             raise UnsupportedModel(f"{ckpt.where}: untied MLM decoder but no {name!r} in the checkpoint")
@@ -99,8 +96,9 @@ def _fill_decoder(spec: ModelSpec, ckpt: Checkpoint, cfg: dict) -> bool:
     value = ckpt.take(name)
     if cfg.get("tie_word_embeddings", True) and value.shape == word.shape and np.array_equal(value, word):
         return True  # older checkpoints store the tied copy
-    spec.add_slots({"mlm.decoder.weight": Slot(tuple(value.shape), "linear")})
-    spec["mlm.decoder.weight"] = value
+    dst = names.MLM_DECODER.prefix() + names.WEIGHT
+    spec.add_slots({dst: Slot(tuple(value.shape), names.MLM_DECODER, names.WEIGHT)})
+    spec[dst] = value
     return False
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgebert import names
 from edgebert.errors import InvalidModelFile, UnsupportedModel
 from edgebert.text import check_tokenizer
 
@@ -83,15 +84,15 @@ def quantize_spec(spec: ModelSpec, dtype: str, plan=None) -> tuple[dict[str, np.
     """
     tensors, report = {}, {}
     for name, slot in spec.slots.items():
-        if dtype == "int8" and slot.kind in ("linear", "embedding"):
-            base = name.removesuffix(".weight")
+        if dtype == "int8" and slot.quantized:
+            base = name.removesuffix(names.WEIGHT)
             w = slot.value
             s = plan.smooth.get(base) if plan is not None else None
             if s is not None:
                 w = w * s[None, :]
-                tensors[f"{base}.input_scale"] = (1.0 / s).astype(np.float32)
+                tensors[base + names.INPUT_SCALE] = (1.0 / s).astype(np.float32)
             q, scale, err = quantize.quantize_rows(w)
-            tensors[name], tensors[f"{base}.scale"] = q, scale
+            tensors[name], tensors[base + names.SCALE] = q, scale
             report[name] = err.as_dict()
         else:
             tensors[name] = slot.value
@@ -106,20 +107,20 @@ def metadata(spec: ModelSpec, dtype: str, report: dict, plan=None) -> dict:
     else:
         scheme = {"weights": "float32", "embeddings": "float32", "activations": "float32"}
     meta = {
-        "edgebert.architecture": "bert",
-        "edgebert.source_architecture": spec.source_architecture,
-        "edgebert.config": spec.config.as_dict(),
-        "edgebert.quantization": scheme,
-        "edgebert.graph": _mark_precision(build_graph(spec.config, spec.head), plan),
-        "edgebert.tokenizer": spec.tokenizer_json,
-        "edgebert.tokenizer_config": {"max_length": spec.max_length, "pad_token_id": spec.pad_token_id},
-        "edgebert.pooling": spec.pooling,
-        "edgebert.report": report,
+        names.ARCHITECTURE: "bert",
+        names.SOURCE_ARCHITECTURE: spec.source_architecture,
+        names.CONFIG: spec.config.as_dict(),
+        names.QUANTIZATION: scheme,
+        names.GRAPH: _mark_precision(build_graph(spec.config, spec.head), plan),
+        names.TOKENIZER: spec.tokenizer_json,
+        names.TOKENIZER_CONFIG: {"max_length": spec.max_length, "pad_token_id": spec.pad_token_id},
+        names.POOLING: spec.pooling,
+        names.REPORT: report,
     }
     if spec.head is not None:
-        meta["edgebert.head"] = spec.head
+        meta[names.HEAD] = spec.head
     if plan is not None:
-        meta["edgebert.calibration"] = plan.summary()
+        meta[names.CALIBRATION] = plan.summary()
     return meta
 
 

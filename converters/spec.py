@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from edgebert import names
 from edgebert.errors import UnsupportedModel
 
 SUPPORTED_ACTIVATIONS = ("gelu",)
@@ -46,29 +47,40 @@ class BertConfig:
 
 @dataclass
 class Slot:
+    """One tensor a loader must fill: its role (edgebert/names.py) says how quantization treats it."""
+
     shape: tuple[int, ...]
-    kind: str  # "linear" | "embedding" | "fp32": how quantization treats it
+    role: names.Role
+    suffix: str  # names.WEIGHT, names.BIAS
     value: np.ndarray | None = None
+
+    @property
+    def quantized(self) -> bool:
+        """Quantized in an int8 file: the weight of a linear or embedding role."""
+        return self.suffix == names.WEIGHT and self.role.quantized
+
+
+def slots_of(role: names.Role, shape: tuple[int, ...], layer: int | None = None,
+             bias: bool = True) -> dict[str, Slot]:
+    """The ``.weight`` (``shape``) and, if asked, ``.bias`` (``shape[:1]``) slots of one layer."""
+    prefix = role.prefix(layer)
+    out = {prefix + names.WEIGHT: Slot(shape, role, names.WEIGHT)}
+    if bias:
+        out[prefix + names.BIAS] = Slot(shape[:1], role, names.BIAS)
+    return out
 
 
 def bert_slots(c: BertConfig) -> dict[str, Slot]:
     """Standard tensor names (docs/format.md) of a BERT encoder, fp32 source form."""
     H, F = c.hidden_size, c.intermediate_size
-    slots = {
-        "token_embd.weight": Slot((c.vocab_size, H), "embedding"),
-        "position_embd.weight": Slot((c.max_position_embeddings, H), "fp32"),
-        "token_type_embd.weight": Slot((c.type_vocab_size, H), "fp32"),
-        "embd_norm.weight": Slot((H,), "fp32"),
-        "embd_norm.bias": Slot((H,), "fp32"),
-    }
+    slots = {**slots_of(names.TOKEN_EMBD, (c.vocab_size, H), bias=False),
+             **slots_of(names.POSITION_EMBD, (c.max_position_embeddings, H), bias=False),
+             **slots_of(names.TOKEN_TYPE_EMBD, (c.type_vocab_size, H), bias=False),
+             **slots_of(names.EMBD_NORM, (H,))}
     for i in range(c.num_layers):
-        for name, (n, k) in {"attn_qkv": (3 * H, H), "attn_output": (H, H),
-                             "ffn_up": (F, H), "ffn_down": (H, F)}.items():
-            slots[f"blk.{i}.{name}.weight"] = Slot((n, k), "linear")
-            slots[f"blk.{i}.{name}.bias"] = Slot((n,), "fp32")
-        for norm in ("attn_norm", "ffn_norm"):
-            slots[f"blk.{i}.{norm}.weight"] = Slot((H,), "fp32")
-            slots[f"blk.{i}.{norm}.bias"] = Slot((H,), "fp32")
+        for role, shape in ((names.ATTN_QKV, (3 * H, H)), (names.ATTN_OUTPUT, (H, H)), (names.ATTN_NORM, (H,)),
+                            (names.FFN_UP, (F, H)), (names.FFN_DOWN, (H, F)), (names.FFN_NORM, (H,))):
+            slots.update(slots_of(role, shape, i))
     return slots
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import names
 from .errors import EdgebertError, InputError
 
 
@@ -221,21 +222,21 @@ def _info(args) -> int:
 
 def describe(header, file_bytes: int) -> dict:
     """What ``edgebert info`` shows, from the header alone (tensor bytes are not read)."""
-    report = header.json("edgebert.report")
+    report = header.json(names.REPORT)
     worst = sorted(report.items(), key=lambda kv: -kv[1]["max_rel"])[:3]
     return {
         "file_bytes": file_bytes,
-        "architecture": header.metadata.get("edgebert.architecture"),
-        "source_architecture": header.metadata.get("edgebert.source_architecture"),
-        "format_version": header.metadata.get("edgebert.version"),
-        "config": header.json("edgebert.config"),
-        "quantization": header.json("edgebert.quantization"),
-        "pooling": header.json("edgebert.pooling"),
-        "max_length": header.json("edgebert.tokenizer_config").get("max_length"),
+        "architecture": header.metadata.get(names.ARCHITECTURE),
+        "source_architecture": header.metadata.get(names.SOURCE_ARCHITECTURE),
+        "format_version": header.metadata.get(names.VERSION),
+        "config": header.json(names.CONFIG),
+        "quantization": header.json(names.QUANTIZATION),
+        "pooling": header.json(names.POOLING),
+        "max_length": header.json(names.TOKENIZER_CONFIG).get("max_length"),
         "tensors": len(header.tensors),
-        "parameters": int(sum(int(np.prod(t.shape)) for n, t in header.tensors.items() if not n.endswith(".scale"))),
+        "parameters": int(sum(int(np.prod(t.shape)) for n, t in header.tensors.items() if not n.endswith(names.SCALE))),
         "worst_errors": worst,
-        "calibration": header.json("edgebert.calibration") if "edgebert.calibration" in header.metadata else None,
+        "calibration": header.json(names.CALIBRATION) if names.CALIBRATION in header.metadata else None,
     }
 
 

@@ -18,18 +18,20 @@ import mmap as _mmap
 import os
 import re
 import tempfile
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
+from edgebert import names, ops
 from edgebert.errors import InvalidModelFile
+from edgebert.ops import GRAPH_INPUTS, OPS
+from edgebert.ops import is_int as _is_int
+from edgebert.ops import show as _show
 
 MAGIC = "edgebert"
 FORMAT_VERSION = "1"
 SUPPORTED_VERSIONS = ("1",)
-KEY_FORMAT = "edgebert.format"
-KEY_VERSION = "edgebert.version"
-KEY_CHECKSUM = "edgebert.payload_sha256"
+KEY_FORMAT, KEY_VERSION, KEY_CHECKSUM = names.FORMAT, names.VERSION, names.CHECKSUM
 
 ALIGNMENT = 64
 MIN_HEADER_LEN = 2
@@ -329,12 +331,6 @@ def _check_metadata(meta: Any, path: str) -> dict[str, str]:
     return meta
 
 
-def _show(value: Any, limit: int = 80) -> str:
-    """repr for messages, shortened: a hostile header must not make a 100 MB error message."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 def _utf8_ok(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -345,11 +341,6 @@ def _utf8_ok(text: str) -> bool:
 
 def _name_ok(name: str) -> bool:
     return _utf8_ok(name) and 1 <= len(name.encode("utf-8")) <= MAX_NAME_BYTES
-
-
-def _is_int(value: Any) -> bool:
-    """JSON ints only: bool is an int subclass in Python but not a size."""
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_entry(name: str, entry: Any, path: str) -> TensorInfo:
@@ -459,194 +450,17 @@ def _tensor_view(payload: np.ndarray, info: TensorInfo) -> np.ndarray:
 
 # ----------------------------------------------------------------------- graph
 
-GRAPH_INPUTS = ("input_ids", "token_type_ids", "position_ids", "seq_offsets")
 _NODE_KEYS = frozenset({"op", "inputs", "outputs", "params", "attrs"})
-_IDS = None  # width of a 1-D integer graph input; activations have an int width
-
-
-def _positive_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
-
-def _positive_int(value: Any) -> bool:
-    return _is_int(value) and value > 0
-
-
-def _one_of(*choices: str) -> Callable[[Any], bool]:
-    return lambda value: value in choices
-
-
-@dataclasses.dataclass(frozen=True)
-class OpSpec:
-    """An op as data: arity, param names, attr checkers and a width rule.
-
-    ``infer(node, ctx)`` checks the tensors and input widths and returns the
-    output widths; it raises ``ValueError`` with a message, which
-    ``validate_graph`` turns into an ``InvalidModelFile`` naming the node.
-    """
-
-    n_inputs: int
-    n_outputs: int
-    params: tuple[str, ...]
-    attrs: Mapping[str, Callable[[Any], bool]]
-    infer: Callable[[dict, "_GraphContext"], list]
-    optional: tuple[str, ...] = ()  # attrs that may be absent
-
-
-@dataclasses.dataclass
-class _GraphContext:
-    tensors: Mapping[str, Any]
-    config: Mapping[str, Any]
-
-    def cfg(self, key: str) -> int:
-        value = self.config.get(key)
-        if not _positive_int(value):
-            raise ValueError(f"config {_show(key)} must be a positive integer, got {_show(value)}")
-        return value
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        if name not in self.tensors:
-            raise ValueError(f"tensor {_show(name)} is absent")
-        value = self.tensors[name]
-        try:
-            return tuple(int(d) for d in getattr(value, "shape", value))
-        except (TypeError, ValueError):
-            raise ValueError(f"tensor {_show(name)} has no usable shape ({_show(value)})") from None
-
-    def expect(self, name: str, shape: tuple[int, ...], dtypes: tuple[str, ...] = ("F32",)) -> None:
-        if self.shape(name) != shape:
-            raise ValueError(f"tensor {_show(name)} has shape {self.shape(name)}, expected {shape}")
-        dtype = self.dtype(name)
-        if dtype is not None and dtype not in dtypes:
-            raise ValueError(f"tensor {_show(name)} has dtype {dtype}, expected {' or '.join(dtypes)}")
-
-    def dtype(self, name: str) -> str | None:
-        """The header dtype name when the caller gave dtypes (arrays, TensorInfo); None for bare shapes."""
-        dtype = getattr(self.tensors[name], "dtype", None)
-        if dtype is None or isinstance(dtype, str):
-            return dtype
-        try:
-            return _DTYPE_NAMES.get(np.dtype(dtype).newbyteorder("<"), str(dtype))
-        except TypeError:
-            return str(dtype)
-
-    def weight(self, prefix: str, rows: int | None, cols: int | None, bias: bool) -> tuple[int, int]:
-        """``prefix.weight`` (N, K) F32 or I8, ``.scale`` (N,) iff I8, ``.bias`` (N,) when asked."""
-        name = prefix + ".weight"
-        shape = self.shape(name)
-        if len(shape) != 2 or (rows is not None and shape[0] != rows) or (cols is not None and shape[1] != cols):
-            raise ValueError(f"tensor {_show(name)} has shape {shape}, expected ({rows or 'N'}, {cols or 'K'})")
-        self.expect(name, shape, ("F32", "I8"))
-        quantized = {"I8": True, None: None}.get(self.dtype(name), False)
-        if quantized is True or (quantized is None and prefix + ".scale" in self.tensors):
-            self.expect(prefix + ".scale", shape[:1])
-        elif prefix + ".scale" in self.tensors:
-            raise ValueError(f"tensor {_show(prefix + '.scale')} present but {_show(name)} is not int8")
-        if bias:
-            self.expect(prefix + ".bias", shape[:1])
-        return shape
-
-    def norm(self, prefix: str) -> None:
-        hidden = self.cfg("hidden_size")
-        self.expect(prefix + ".weight", (hidden,))
-        self.expect(prefix + ".bias", (hidden,))
-
-
-def _infer_embed(node: dict, ctx: _GraphContext) -> list:
-    hidden, params = ctx.cfg("hidden_size"), node["params"]
-    ctx.weight(params["word"], ctx.cfg("vocab_size"), hidden, bias=False)
-    ctx.expect(params["position"] + ".weight", (ctx.cfg("max_position_embeddings"), hidden))
-    ctx.expect(params["token_type"] + ".weight", (ctx.cfg("type_vocab_size"), hidden))
-    ctx.norm(params["norm"])
-    return [hidden]
-
-
-def _infer_linear(node: dict, ctx: _GraphContext) -> list:
-    (width,) = node["_widths"]
-    prefix = node["params"]["linear"]
-    n, _ = ctx.weight(prefix, None, width, bias=True)
-    if prefix + ".input_scale" in ctx.tensors:  # SmoothQuant: x * input_scale before quantizing
-        ctx.expect(prefix + ".input_scale", (width,))
-    return [n]
-
-
-def _infer_attention(node: dict, ctx: _GraphContext) -> list:
-    hidden, heads = ctx.cfg("hidden_size"), node["attrs"]["num_heads"]
-    if heads != ctx.cfg("num_heads") or hidden % heads:
-        raise ValueError(f"num_heads {heads} must equal config num_heads and divide hidden_size {hidden}")
-    if node["_widths"] != [3 * hidden, _IDS]:
-        raise ValueError(f"inputs have widths {node['_widths']}, expected [{3 * hidden}, seq_offsets]")
-    return [hidden]
-
-
-def _infer_add_norm(node: dict, ctx: _GraphContext) -> list:
-    hidden = ctx.cfg("hidden_size")
-    if node["_widths"] != [hidden, hidden]:
-        raise ValueError(f"inputs have widths {node['_widths']}, expected [{hidden}, {hidden}]")
-    ctx.norm(node["params"]["norm"])
-    return [hidden]
-
-
-def _infer_first_token(node: dict, ctx: _GraphContext) -> list:
-    width = node["_widths"][0]
-    if node["_widths"][1] is not _IDS:
-        raise ValueError("second input must be seq_offsets")
-    return [width]
-
-
-def _infer_norm(node: dict, ctx: _GraphContext) -> list:
-    hidden = ctx.cfg("hidden_size")
-    if node["_widths"] != [hidden]:
-        raise ValueError(f"input has width {node['_widths'][0]}, expected {hidden}")
-    ctx.norm(node["params"]["norm"])
-    return [hidden]
-
-
-def _infer_tied_linear(node: dict, ctx: _GraphContext) -> list:
-    (width,) = node["_widths"]
-    n, _ = ctx.weight(node["params"]["weight"], None, width, bias=False)
-    ctx.expect(node["params"]["bias"] + ".bias", (n,))
-    return [n]
-
-
-def _check_embed_inputs(node: dict, ctx: _GraphContext) -> list:
-    if any(w is not _IDS for w in node["_widths"]):
-        raise ValueError("inputs must be graph id inputs, not activations")
-    return _infer_embed(node, ctx)
-
-
-def _check_activation_inputs(infer: Callable) -> Callable:
-    """Ops on activations refuse raw id inputs (except where the width rule says otherwise)."""
-
-    def wrapped(node: dict, ctx: _GraphContext) -> list:
-        if node["_widths"][0] is _IDS:
-            raise ValueError(f"input {_show(node['inputs'][0])} is a graph input, not an activation")
-        return infer(node, ctx)
-
-    return wrapped
-
-
-OPS: dict[str, OpSpec] = {
-    "embed": OpSpec(3, 1, ("word", "position", "token_type", "norm"), {"eps": _positive_number}, _check_embed_inputs),
-    "linear": OpSpec(
-        1, 1, ("linear",), {"activation": _one_of("none", "gelu", "tanh"), "activations": _one_of("int8", "int16", "float32")},
-        _check_activation_inputs(_infer_linear), optional=("activations",)
-    ),
-    "attention": OpSpec(2, 1, (), {"num_heads": _positive_int}, _check_activation_inputs(_infer_attention)),
-    "add_norm": OpSpec(2, 1, ("norm",), {"eps": _positive_number}, _check_activation_inputs(_infer_add_norm)),
-    # Task heads (docs/format.md, "Heads").
-    "first_token": OpSpec(2, 1, (), {}, _check_activation_inputs(_infer_first_token)),
-    "norm": OpSpec(1, 1, ("norm",), {"eps": _positive_number}, _check_activation_inputs(_infer_norm)),
-    "tied_linear": OpSpec(1, 1, ("weight", "bias"), {}, _check_activation_inputs(_infer_tied_linear)),
-}
 
 
 def _str_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
 
 
-def validate_graph(graph: Any, tensors: Mapping[str, Any], config: Mapping[str, Any]) -> None:
-    """Refuse a graph the runtime could not run, before any kernel sees it.
+def validate_graph(graph: Any, tensors: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, int]:
+    """Refuse a graph the runtime could not run, before any kernel sees it: walks the op
+    schema (``edgebert.ops``) node by node. Returns each activation's row width, which
+    the executor plans its buffers with.
 
     ``tensors`` maps names to shapes, or to objects with ``.shape`` (and
     ``.dtype``, used to require ``.scale`` exactly for int8 weights).
@@ -657,22 +471,25 @@ def validate_graph(graph: Any, tensors: Mapping[str, Any], config: Mapping[str, 
         raise InvalidModelFile(f"graph inputs {_show(graph['inputs'])} must be names from {list(GRAPH_INPUTS)}")
     if not _str_list(graph["outputs"]) or not isinstance(graph["nodes"], list):
         raise InvalidModelFile("graph outputs must be a list of names and nodes a list")
-    widths: dict[str, Any] = {name: _IDS for name in graph["inputs"]}
-    ctx = _GraphContext(tensors, config if isinstance(config, Mapping) else {})
+    widths: dict[str, Any] = {name: ops.NO_WIDTH for name in graph["inputs"]}
+    kinds = {name: ops.input_kind(name) for name in graph["inputs"]}
+    ctx = ops.GraphContext(tensors, config if isinstance(config, Mapping) else {})
     for index, node in enumerate(graph["nodes"]):
         op = node.get("op") if isinstance(node, dict) else None
         try:
-            outputs = _validate_node(node, widths, ctx)
+            outputs = _validate_node(node, widths, kinds, ctx)
         except ValueError as exc:
             raise InvalidModelFile(f"graph node {index} ({_show(op, 40)}): {exc}") from None
         widths.update(zip(node["outputs"], outputs))
+        kinds.update((name, ops.ROWS) for name in node["outputs"])
     for name in graph["outputs"]:
-        if widths.get(name, _IDS) is _IDS:
+        if widths.get(name, ops.NO_WIDTH) is ops.NO_WIDTH:
             raise InvalidModelFile(f"graph output {_show(name)} is not produced by any node")
+    return {name: width for name, width in widths.items() if width is not ops.NO_WIDTH}
 
 
-def _validate_node(node: Any, widths: dict[str, Any], ctx: _GraphContext) -> list:
-    """Structure, then the op's own width and tensor rule."""
+def _validate_node(node: Any, widths: dict[str, Any], kinds: dict[str, str], ctx: ops.GraphContext) -> list:
+    """Structure, ports, params and attrs against the op's schema, then the op's own width and tensor rule."""
     if not isinstance(node, dict) or set(node) != _NODE_KEYS:
         raise ValueError(f"node must be an object with exactly the keys {sorted(_NODE_KEYS)}")
     spec = OPS.get(node["op"]) if isinstance(node["op"], str) else None
@@ -695,7 +512,8 @@ def _validate_node(node: Any, widths: dict[str, Any], ctx: _GraphContext) -> lis
     if not isinstance(attrs, dict) or not required <= set(attrs) <= set(spec.attrs):
         raise ValueError(f"attrs {_show(attrs)} must be {sorted(required)}"
                          + (f" (optional: {list(spec.optional)})" if spec.optional else ""))
-    for key, ok in spec.attrs.items():
-        if key in attrs and not ok(attrs[key]):
+    for key, attr in spec.attrs.items():
+        if key in attrs and not attr.check(attrs[key]):
             raise ValueError(f"attr {_show(key)} has invalid value {_show(attrs[key])}")
+    ops.check_ports(spec, ins, kinds)
     return spec.infer({**node, "_widths": [widths[name] for name in ins]}, ctx)

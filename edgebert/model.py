@@ -7,6 +7,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from . import names
 from .errors import InputError, InvalidModelFile
 from .parallel import BatchRunner, kernel_guard
 from .runtime.executor import offsets_and_positions, pack_sequences
@@ -35,21 +36,21 @@ class Model:
 
         self.file = model_file
         meta = model_file.metadata
-        if meta.get("edgebert.architecture") != "bert":
+        if meta.get(names.ARCHITECTURE) != "bert":
             raise InvalidModelFile(f"{model_file.path}: architecture "
-                                   f"{meta.get('edgebert.architecture')!r} is not supported; supported: bert")
-        self.config = model_file.json("edgebert.config")
-        self.quantization = model_file.json("edgebert.quantization")
-        self.pooling = model_file.json("edgebert.pooling")
-        tok_cfg = model_file.json("edgebert.tokenizer_config")
-        graph = model_file.json("edgebert.graph")
-        validate_graph(graph, model_file.tensors, self.config)
+                                   f"{meta.get(names.ARCHITECTURE)!r} is not supported; supported: bert")
+        self.config = model_file.json(names.CONFIG)
+        self.quantization = model_file.json(names.QUANTIZATION)
+        self.pooling = model_file.json(names.POOLING)
+        tok_cfg = model_file.json(names.TOKENIZER_CONFIG)
+        graph = model_file.json(names.GRAPH)
+        widths = validate_graph(graph, model_file.tensors, self.config)
         if self.pooling.get("mode") not in POOLING_MODES:
             raise InvalidModelFile(f"{model_file.path}: pooling mode {self.pooling.get('mode')!r} "
                                    f"is not one of {POOLING_MODES}")
         self.max_length = _bounded_int(tok_cfg, "max_length", 2, self.config["max_position_embeddings"])
         self.pad_token_id = _bounded_int(tok_cfg, "pad_token_id", 0, self.config["vocab_size"] - 1)
-        self.encoder = TextEncoder(meta.get("edgebert.tokenizer", ""), self.max_length, self.config["vocab_size"])
+        self.encoder = TextEncoder(meta.get(names.TOKENIZER, ""), self.max_length, self.config["vocab_size"])
         _check_finite(model_file)
         self.threads = resolve_threads(threads)
         # whole batches side by side on the threads (edgebert/parallel.py); the
@@ -59,13 +60,13 @@ class Model:
             from .warmup import announce_first_compile
 
             announce_first_compile()
-        self.executor = Executor(graph, model_file.tensors, backend=backend)
+        self.executor = Executor(graph, model_file.tensors, widths, backend=backend)
         if backend == "numba":
             model_file.release_pages()  # the int8 weights now live packed in the executor
         self.dim = self.config["hidden_size"]
-        self.head = model_file.json("edgebert.head") if "edgebert.head" in meta else None
+        self.head = model_file.json(names.HEAD) if names.HEAD in meta else None
         if self.head is not None and not (isinstance(self.head, dict) and isinstance(self.head.get("task"), str)):
-            raise InvalidModelFile(f"{model_file.path}: edgebert.head must be an object with a task")
+            raise InvalidModelFile(f"{model_file.path}: {names.HEAD} must be an object with a task")
 
     def __repr__(self) -> str:
         return (f"edgebert.Model({self.file.path}, layers={self.config['num_layers']}, dim={self.dim}, "
@@ -240,7 +241,7 @@ class Model:
     def info(self) -> dict:
         return {"path": str(self.file.path), "config": self.config, "quantization": self.quantization,
                 "pooling": self.pooling, "max_length": self.max_length,
-                "report": json.loads(self.file.metadata.get("edgebert.report", "{}"))}
+                "report": json.loads(self.file.metadata.get(names.REPORT, "{}"))}
 
 
 def _pack_mask(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -130,7 +130,7 @@ def test_every_kernel_path_gives_the_same_bits(tiny_int8, hf, monkeypatch):
     for path in cpu.available_paths():
         monkeypatch.setenv(cpu.ENV_VAR, path)
         model = edgebert.load(tiny_int8)
-        assert {p.path for p in model.executor._packed.values()} == {path}
+        assert {p.path for p in model.executor.packed.values()} == {path}
         results[path] = model.run(*args)
     best, *others = results
     for path in others:

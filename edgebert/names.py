@@ -1,0 +1,82 @@
+"""Names declared once (like gguf-py's constants): metadata keys, tensor suffixes, tensor roles.
+
+A tensor's name is a layer prefix (a role's template, ``blk.{i}.ffn_up``) and a
+suffix (``.weight``, ``.scale``...). What the converter and calibration do with
+a tensor follows from its role's traits (quantized? fed by a LayerNorm?), never
+from the spelling of its name. docs/format.md lists the same names; a test
+checks the two against each other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# ---- metadata keys (docs/format.md, "Metadata keys") ----------------------------
+FORMAT = "edgebert.format"
+VERSION = "edgebert.version"
+CHECKSUM = "edgebert.payload_sha256"
+ARCHITECTURE = "edgebert.architecture"
+SOURCE_ARCHITECTURE = "edgebert.source_architecture"
+CONFIG = "edgebert.config"
+QUANTIZATION = "edgebert.quantization"
+GRAPH = "edgebert.graph"
+TOKENIZER = "edgebert.tokenizer"
+TOKENIZER_CONFIG = "edgebert.tokenizer_config"
+POOLING = "edgebert.pooling"
+HEAD = "edgebert.head"
+REPORT = "edgebert.report"
+CALIBRATION = "edgebert.calibration"
+METADATA_KEYS = (FORMAT, VERSION, ARCHITECTURE, SOURCE_ARCHITECTURE, CONFIG, QUANTIZATION, GRAPH, TOKENIZER,
+                 TOKENIZER_CONFIG, POOLING, HEAD, REPORT, CALIBRATION, CHECKSUM)
+
+# ---- tensor suffixes: a role's prefix + one of these ----------------------------
+WEIGHT, BIAS, SCALE, INPUT_SCALE = ".weight", ".bias", ".scale", ".input_scale"
+
+# How quantization treats a role's weight: "linear" int8 per output channel,
+# "embedding" int8 per row, "norm" and "float" stay float32.
+QUANTIZED_KINDS = ("linear", "embedding")
+
+
+@dataclass(frozen=True)
+class Role:
+    """A kind of tensor in the file: its name template and traits."""
+
+    template: str  # the layer prefix; "{i}" stands for the layer index
+    kind: str  # "linear" | "embedding" | "norm" | "float"
+    smoothed: bool = False  # its input comes from a LayerNorm: SmoothQuant moves outlier channels into it
+    calibrated: bool = False  # an encoder linear: calibration records its inputs and ranks its sensitivity
+
+    def prefix(self, layer: int | None = None) -> str:
+        return self.template.format(i=layer) if "{i}" in self.template else self.template
+
+    @property
+    def quantized(self) -> bool:
+        return self.kind in QUANTIZED_KINDS
+
+
+# ---- the encoder -----------------------------------------------------------------
+TOKEN_EMBD = Role("token_embd", "embedding")
+POSITION_EMBD = Role("position_embd", "float")
+TOKEN_TYPE_EMBD = Role("token_type_embd", "float")
+EMBD_NORM = Role("embd_norm", "norm")
+ATTN_QKV = Role("blk.{i}.attn_qkv", "linear", smoothed=True, calibrated=True)
+ATTN_OUTPUT = Role("blk.{i}.attn_output", "linear", calibrated=True)
+ATTN_NORM = Role("blk.{i}.attn_norm", "norm")
+FFN_UP = Role("blk.{i}.ffn_up", "linear", smoothed=True, calibrated=True)
+FFN_DOWN = Role("blk.{i}.ffn_down", "linear", calibrated=True)
+FFN_NORM = Role("blk.{i}.ffn_norm", "norm")
+
+# ---- task heads (docs/format.md, "Heads") ----------------------------------------
+# Small final layers (a few output rows) stay float32: int8 saves almost no
+# bytes there, and on the tiny test heads (max abs logit error, int8 encoder)
+# int8 final layers doubled the error for token classification (0.147 vs
+# 0.070) and QA (0.110 vs 0.041); pooled heads were equal (0.012 vs 0.014).
+POOLER = Role("pooler", "linear")
+CLASSIFIER = Role("cls", "float")
+QA = Role("qa", "float")
+NSP = Role("nsp", "float")
+MLM_TRANSFORM = Role("mlm.transform", "linear")
+MLM_NORM = Role("mlm.norm", "norm")
+MLM_DECODER = Role("mlm.decoder", "linear")
+
+ROLES = (TOKEN_EMBD, POSITION_EMBD, TOKEN_TYPE_EMBD, EMBD_NORM, ATTN_QKV, ATTN_OUTPUT, ATTN_NORM, FFN_UP, FFN_DOWN,
+         FFN_NORM, POOLER, CLASSIFIER, QA, NSP, MLM_TRANSFORM, MLM_NORM, MLM_DECODER)

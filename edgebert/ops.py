@@ -1,0 +1,248 @@
+"""The op schema: every graph op declared once, as data (docs/format.md, "Graph").
+
+Per op: its version, typed input ports, the tensor roles it reads (params,
+each a tensor name prefix), attribute checkers, whether its output has one row
+per sequence, the ONNX op types it may be lowered from, and a rule that checks
+its tensors and infers its output width. Graph validation
+(``edgebert.format.validate_graph``) only walks this table; each runtime
+backend registers one implementation per op here (``runtime/bind_*.py``), and a
+test fails when an op lacks one or a NumPy reference. No numpy or numba here:
+the schema is importable anywhere, cheaply.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Mapping
+
+from edgebert import names
+
+# Input port kinds. ``ids``: a per-token integer graph input (input_ids ...);
+# ``offsets``: the graph input seq_offsets (B+1,); ``rows``: an activation, one
+# row per token or, downstream of a per-sequence op, one per sequence.
+IDS, OFFSETS, ROWS = "ids", "offsets", "rows"
+OFFSETS_INPUT = "seq_offsets"
+GRAPH_INPUTS = ("input_ids", "token_type_ids", "position_ids", OFFSETS_INPUT)
+NO_WIDTH = None  # the width of a graph input: it is not an activation
+
+# header dtype names, by numpy dtype name (any byte order: the reader has normalised it)
+_DTYPE_NAMES = {"float32": "F32", "int32": "I32", "int8": "I8"}
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """repr for messages, shortened: a hostile header must not make a 100 MB error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def is_int(value: Any) -> bool:
+    """JSON ints only: bool is an int subclass in Python but not a size."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def positive_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def positive_int(value: Any) -> bool:
+    return is_int(value) and value > 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Attr:
+    """An attribute: its checker, the values it allows (for docs and errors), whether it may be absent."""
+
+    check: Callable[[Any], bool]
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+
+
+def choice(*choices: str, optional: bool = False) -> Attr:
+    return Attr(lambda value: value in choices, choices, optional)
+
+
+EPS = Attr(positive_number)
+
+
+@dataclasses.dataclass(frozen=True)
+class OpSchema:
+    """One op. ``infer(node, ctx)`` checks the node's tensors and input widths
+    (``node["_widths"]``) and returns its output widths; it raises ``ValueError``
+    with a message, which validation turns into an error naming the node."""
+
+    version: int
+    inputs: tuple[str, ...]  # port kinds, in order
+    params: tuple[str, ...]  # tensor roles -> name prefixes
+    attrs: Mapping[str, Attr]
+    infer: Callable[[dict, "GraphContext"], list]
+    per_sequence: bool = False  # its output has one row per sequence (B, D), whatever its inputs
+    n_outputs: int = 1
+    onnx: tuple[str, ...] = ()  # ONNX op types this op can be lowered from (the ONNX converter's table)
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def optional(self) -> tuple[str, ...]:
+        return tuple(name for name, attr in self.attrs.items() if attr.optional)
+
+
+@dataclasses.dataclass
+class GraphContext:
+    """What an op's rule may look at: tensor shapes and dtypes, and the model config."""
+
+    tensors: Mapping[str, Any]
+    config: Mapping[str, Any]
+
+    def cfg(self, key: str) -> int:
+        value = self.config.get(key)
+        if not positive_int(value):
+            raise ValueError(f"config {show(key)} must be a positive integer, got {show(value)}")
+        return value
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        if name not in self.tensors:
+            raise ValueError(f"tensor {show(name)} is absent")
+        value = self.tensors[name]
+        try:
+            return tuple(int(d) for d in getattr(value, "shape", value))
+        except (TypeError, ValueError):
+            raise ValueError(f"tensor {show(name)} has no usable shape ({show(value)})") from None
+
+    def expect(self, name: str, shape: tuple[int, ...], dtypes: tuple[str, ...] = ("F32",)) -> None:
+        if self.shape(name) != shape:
+            raise ValueError(f"tensor {show(name)} has shape {self.shape(name)}, expected {shape}")
+        dtype = self.dtype(name)
+        if dtype is not None and dtype not in dtypes:
+            raise ValueError(f"tensor {show(name)} has dtype {dtype}, expected {' or '.join(dtypes)}")
+
+    def dtype(self, name: str) -> str | None:
+        """The header dtype name when the caller gave dtypes (arrays, TensorInfo); None for bare shapes."""
+        dtype = getattr(self.tensors[name], "dtype", None)
+        if dtype is None or isinstance(dtype, str):
+            return dtype
+        return _DTYPE_NAMES.get(getattr(dtype, "name", None), str(dtype))
+
+    def weight(self, prefix: str, rows: int | None, cols: int | None, bias: bool) -> tuple[int, int]:
+        """``prefix.weight`` (N, K) F32 or I8, ``.scale`` (N,) iff I8, ``.bias`` (N,) when asked."""
+        name = prefix + names.WEIGHT
+        shape = self.shape(name)
+        if len(shape) != 2 or (rows is not None and shape[0] != rows) or (cols is not None and shape[1] != cols):
+            raise ValueError(f"tensor {show(name)} has shape {shape}, expected ({rows or 'N'}, {cols or 'K'})")
+        self.expect(name, shape, ("F32", "I8"))
+        quantized = {"I8": True, None: None}.get(self.dtype(name), False)
+        if quantized is True or (quantized is None and prefix + names.SCALE in self.tensors):
+            self.expect(prefix + names.SCALE, shape[:1])
+        elif prefix + names.SCALE in self.tensors:
+            raise ValueError(f"tensor {show(prefix + '.scale')} present but {show(name)} is not int8")
+        if bias:
+            self.expect(prefix + names.BIAS, shape[:1])
+        return shape
+
+    def norm(self, prefix: str) -> None:
+        hidden = self.cfg("hidden_size")
+        self.expect(prefix + names.WEIGHT, (hidden,))
+        self.expect(prefix + names.BIAS, (hidden,))
+
+
+# ------------------------------------------------------------ the ops' rules
+
+
+def _embed(node: dict, ctx: GraphContext) -> list:
+    hidden, params = ctx.cfg("hidden_size"), node["params"]
+    ctx.weight(params["word"], ctx.cfg("vocab_size"), hidden, bias=False)
+    ctx.expect(params["position"] + names.WEIGHT, (ctx.cfg("max_position_embeddings"), hidden))
+    ctx.expect(params["token_type"] + names.WEIGHT, (ctx.cfg("type_vocab_size"), hidden))
+    ctx.norm(params["norm"])
+    return [hidden]
+
+
+def _linear(node: dict, ctx: GraphContext) -> list:
+    (width,) = node["_widths"]
+    prefix = node["params"]["linear"]
+    n, _ = ctx.weight(prefix, None, width, bias=True)
+    if prefix + names.INPUT_SCALE in ctx.tensors:  # SmoothQuant: x * input_scale before quantizing
+        ctx.expect(prefix + names.INPUT_SCALE, (width,))
+    return [n]
+
+
+def _attention(node: dict, ctx: GraphContext) -> list:
+    hidden, heads = ctx.cfg("hidden_size"), node["attrs"]["num_heads"]
+    if heads != ctx.cfg("num_heads") or hidden % heads:
+        raise ValueError(f"num_heads {heads} must equal config num_heads and divide hidden_size {hidden}")
+    if node["_widths"] != [3 * hidden, NO_WIDTH]:
+        raise ValueError(f"inputs have widths {node['_widths']}, expected [{3 * hidden}, seq_offsets]")
+    return [hidden]
+
+
+def _add_norm(node: dict, ctx: GraphContext) -> list:
+    hidden = ctx.cfg("hidden_size")
+    if node["_widths"] != [hidden, hidden]:
+        raise ValueError(f"inputs have widths {node['_widths']}, expected [{hidden}, {hidden}]")
+    ctx.norm(node["params"]["norm"])
+    return [hidden]
+
+
+def _first_token(node: dict, ctx: GraphContext) -> list:
+    return [node["_widths"][0]]
+
+
+def _norm(node: dict, ctx: GraphContext) -> list:
+    hidden = ctx.cfg("hidden_size")
+    if node["_widths"] != [hidden]:
+        raise ValueError(f"input has width {node['_widths'][0]}, expected {hidden}")
+    ctx.norm(node["params"]["norm"])
+    return [hidden]
+
+
+def _tied_linear(node: dict, ctx: GraphContext) -> list:
+    (width,) = node["_widths"]
+    n, _ = ctx.weight(node["params"]["weight"], None, width, bias=False)
+    ctx.expect(node["params"]["bias"] + names.BIAS, (n,))
+    return [n]
+
+
+OPS: dict[str, OpSchema] = {
+    "embed": OpSchema(1, (IDS, IDS, IDS), ("word", "position", "token_type", "norm"), {"eps": EPS}, _embed,
+                      onnx=("Gather", "EmbedLayerNormalization")),
+    "linear": OpSchema(1, (ROWS,), ("linear",),
+                       {"activation": choice("none", "gelu", "tanh"),
+                        "activations": choice("int8", "int16", "float32", optional=True)},
+                       _linear, onnx=("MatMul", "Gemm", "MatMulInteger")),
+    "attention": OpSchema(1, (ROWS, OFFSETS), (), {"num_heads": Attr(positive_int)}, _attention,
+                          onnx=("Attention", "MultiHeadAttention")),
+    "add_norm": OpSchema(1, (ROWS, ROWS), ("norm",), {"eps": EPS}, _add_norm,
+                         onnx=("SkipLayerNormalization",)),
+    # Task heads (docs/format.md, "Heads").
+    "first_token": OpSchema(1, (ROWS, OFFSETS), (), {}, _first_token, per_sequence=True),
+    "norm": OpSchema(1, (ROWS,), ("norm",), {"eps": EPS}, _norm, onnx=("LayerNormalization",)),
+    "tied_linear": OpSchema(1, (ROWS,), ("weight", "bias"), {}, _tied_linear),
+}
+
+
+def input_kind(name: str) -> str:
+    """The port kind a graph input fills."""
+    return OFFSETS if name == OFFSETS_INPUT else IDS
+
+
+def check_ports(schema: OpSchema, inputs: list[str], kinds: Mapping[str, str]) -> None:
+    """Each input is of the kind its port takes (``kinds``: value -> IDS, OFFSETS or ROWS)."""
+    for port, name in zip(schema.inputs, inputs):
+        kind = kinds[name]
+        if port == ROWS and kind != ROWS:
+            raise ValueError(f"input {show(name)} is a graph input, not an activation")
+        if port == IDS and kind != IDS:
+            raise ValueError(f"input {show(name)} must be a per-token graph id input "
+                             f"({', '.join(GRAPH_INPUTS[:-1])}), not an activation")
+        if port == OFFSETS and kind != OFFSETS:
+            raise ValueError(f"input {show(name)} must be {OFFSETS_INPUT}")
+
+
+def per_sequence_values(nodes: list[dict]) -> set[str]:
+    """Values with one row per sequence: outputs of a per-sequence op, and everything computed from them."""
+    out: set[str] = set()
+    for node in nodes:
+        if OPS[node["op"]].per_sequence or out.intersection(node["inputs"]):
+            out.update(node["outputs"])
+    return out

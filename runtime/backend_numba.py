@@ -1,0 +1,125 @@
+"""The ``numba`` backend: each op bound to its fast kernel (runtime/kernels/), over the
+calling thread's reused buffers (``ctx.buffer``). Weights are prepared once here, at
+bind time (int8 weights packed for the GEMM path). One binder per op of
+``edgebert.ops.OPS``: ``binder(node, ctx) -> step``; the feed-forward fusion
+(runtime/fusion.py) then reads what ``linear`` recorded in ``ctx.packed``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgebert import names
+
+from .backend_common import float_linear, is_float_linear, layer_norm_params, tanh_after, tied_as_linear
+
+
+def embed(node, ctx):
+    from .kernels.norm import embed as embed_kernel
+
+    p, eps = node["params"], float(node["attrs"]["eps"])
+    word = ctx.tensor(p["word"] + names.WEIGHT)
+    scale = ctx.tensors.get(p["word"] + names.SCALE)
+    scale = scale if scale is not None else np.ones(word.shape[0], dtype=np.float32)
+    pos, typ = ctx.tensor(p["position"] + names.WEIGHT), ctx.tensor(p["token_type"] + names.WEIGHT)
+    g, b = ctx.tensor(p["norm"] + names.WEIGHT), ctx.tensor(p["norm"] + names.BIAS)
+    (ids, types, positions), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        out = ctx.buffer(out_name, len(v[ids]))
+        embed_kernel(v[ids], v[types], v[positions], word, scale, pos, typ, g, b, eps, out)
+        v[out_name] = out
+    return step
+
+
+def linear(node, ctx):
+    if node["attrs"].get("activation") == "tanh":  # the pooler
+        return tanh_after(linear, node, ctx, lambda y: np.tanh(y, out=y))
+    prefix, act = node["params"]["linear"], node["attrs"].get("activation", "none")
+    w = ctx.tensor(prefix + names.WEIGHT)
+    if is_float_linear(node, w):
+        return float_linear(node, ctx, act)
+    from .kernels import gemm
+
+    packed = gemm.pack_linear(w, ctx.tensors.get(prefix + names.SCALE), ctx.tensor(prefix + names.BIAS),
+                              input_scale=ctx.tensors.get(prefix + names.INPUT_SCALE))
+    (x_name,), (out_name,) = node["inputs"], node["outputs"]
+    ctx.packed[out_name] = packed  # for the fusion pass
+    if node["attrs"].get("activations") == "int16":  # two int8 passes (gemm.qlinear_int16)
+        ctx.two_pass.add(out_name)
+        residual = gemm.residual_pass(packed)
+
+        def step(v):
+            x = v[x_name]
+            v[out_name] = gemm.qlinear_int16(x, packed, residual, out=ctx.buffer(out_name, x.shape[0]),
+                                             activation=act)
+        return step
+
+    def step(v):
+        x = v[x_name]
+        v[out_name] = gemm.qlinear(x, packed, out=ctx.buffer(out_name, x.shape[0]), activation=act)
+    return step
+
+
+def attention(node, ctx):
+    from .kernels.attention import attention as attention_kernel
+    from .kernels.attention import make_scratch, scratch_size
+
+    heads = int(node["attrs"]["num_heads"])
+    (qkv_name, off_name), (out_name,) = node["inputs"], node["outputs"]
+    head_dim = ctx.width[out_name] // heads
+
+    def step(v):
+        qkv, offsets = v[qkv_name], v[off_name]
+        ws = ctx.workspace()
+        scratch = ws.attention_scratch.get(head_dim)
+        if scratch is None or scratch.shape[1] < scratch_size(ws.longest, head_dim):
+            scratch = ws.attention_scratch[head_dim] = make_scratch(max(ws.longest, 128), head_dim)
+        out = ctx.buffer(out_name, qkv.shape[0])
+        attention_kernel(qkv, offsets, heads, out, scratch)
+        v[out_name] = out
+    return step
+
+
+def add_norm(node, ctx):
+    from .kernels.norm import add_norm as add_norm_kernel
+
+    g, b, eps = layer_norm_params(node, ctx)
+    (x_name, r_name), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        x = v[x_name]
+        out = ctx.buffer(out_name, x.shape[0])
+        add_norm_kernel(x, v[r_name], g, b, eps, out)
+        v[out_name] = out
+    return step
+
+
+def first_token(node, ctx):
+    (x_name, off_name), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        starts = v[off_name][:-1]
+        v[out_name] = np.take(v[x_name], starts, axis=0, out=ctx.buffer(out_name, len(starts)))
+    return step
+
+
+def norm(node, ctx):
+    from .kernels.heads import layer_norm
+
+    g, b, eps = layer_norm_params(node, ctx)
+    (x_name,), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        x = v[x_name]
+        out = ctx.buffer(out_name, x.shape[0])
+        layer_norm(x, g, b, eps, out)
+        v[out_name] = out
+    return step
+
+
+def tied_linear(node, ctx):
+    return linear(tied_as_linear(node, ctx), ctx)
+
+
+BINDERS = {"embed": embed, "linear": linear, "attention": attention, "add_norm": add_norm,
+           "first_token": first_token, "norm": norm, "tied_linear": tied_linear}

@@ -1,0 +1,86 @@
+"""The ``numpy`` backend: each op bound to its plain NumPy reference (runtime/reference.py).
+
+With a float32 file this is the FP32 baseline; with an int8 file it is what the
+Numba kernels are tested against. One binder per op of ``edgebert.ops.OPS``:
+``binder(node, ctx) -> step``, where ``step(values)`` writes the node's output.
+"""
+from __future__ import annotations
+
+from edgebert import names
+
+from . import reference as ref
+from .backend_common import float_linear, is_float_linear, layer_norm_params, tanh_after, tied_as_linear
+from .kernels.gemm_ref import qlinear_int16_ref, qlinear_ref
+
+
+def embed(node, ctx):
+    p, eps = node["params"], float(node["attrs"]["eps"])
+    word, scale = ctx.tensor(p["word"] + names.WEIGHT), ctx.tensors.get(p["word"] + names.SCALE)
+    pos, typ = ctx.tensor(p["position"] + names.WEIGHT), ctx.tensor(p["token_type"] + names.WEIGHT)
+    g, b = ctx.tensor(p["norm"] + names.WEIGHT), ctx.tensor(p["norm"] + names.BIAS)
+    (ids, types, positions), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        v[out_name] = ref.embed_ref(v[ids], v[types], v[positions], word, scale, pos, typ, g, b, eps)
+    return step
+
+
+def linear(node, ctx):
+    if node["attrs"].get("activation") == "tanh":  # the pooler
+        return tanh_after(linear, node, ctx, ref.tanh_ref)
+    prefix, act = node["params"]["linear"], node["attrs"].get("activation", "none")
+    w = ctx.tensor(prefix + names.WEIGHT)
+    if is_float_linear(node, w):
+        return float_linear(node, ctx, act)
+    scale, bias = ctx.tensors.get(prefix + names.SCALE), ctx.tensor(prefix + names.BIAS)
+    input_scale = ctx.tensors.get(prefix + names.INPUT_SCALE)
+    # two int8 passes (gemm.qlinear_int16) where the converter kept 16-bit activations
+    ref_linear = qlinear_int16_ref if node["attrs"].get("activations") == "int16" else qlinear_ref
+    (x_name,), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        v[out_name] = ref_linear(v[x_name], w, scale, bias, act, input_scale=input_scale)
+    return step
+
+
+def attention(node, ctx):
+    heads = int(node["attrs"]["num_heads"])
+    (qkv_name, off_name), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        v[out_name] = ref.attention_ref(v[qkv_name], v[off_name], heads)
+    return step
+
+
+def add_norm(node, ctx):
+    g, b, eps = layer_norm_params(node, ctx)
+    (x_name, r_name), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        v[out_name] = ref.add_norm_ref(v[x_name], v[r_name], g, b, eps)
+    return step
+
+
+def first_token(node, ctx):
+    (x_name, off_name), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        v[out_name] = ref.first_token_ref(v[x_name], v[off_name])
+    return step
+
+
+def norm(node, ctx):
+    g, b, eps = layer_norm_params(node, ctx)
+    (x_name,), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        v[out_name] = ref.layernorm_ref(v[x_name], g, b, eps)
+    return step
+
+
+def tied_linear(node, ctx):
+    return linear(tied_as_linear(node, ctx), ctx)
+
+
+BINDERS = {"embed": embed, "linear": linear, "attention": attention, "add_norm": add_norm,
+           "first_token": first_token, "norm": norm, "tied_linear": tied_linear}
