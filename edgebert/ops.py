@@ -203,6 +203,13 @@ def _tied_linear(node: dict, ctx: GraphContext) -> list:
     return [n]
 
 
+def _geglu(node: dict, ctx: GraphContext) -> list:
+    (width,) = node["_widths"]
+    if width % 2:
+        raise ValueError(f"input width {width} must be even: the input and its gate side by side")
+    return [width // 2]
+
+
 OPS: dict[str, OpSchema] = {
     "embed": OpSchema(1, (IDS, IDS, IDS), ("word", "position", "token_type", "norm"), {"eps": EPS}, _embed,
                       onnx=("Gather", "EmbedLayerNormalization")),
@@ -214,6 +221,7 @@ OPS: dict[str, OpSchema] = {
                           onnx=("Attention", "MultiHeadAttention")),
     "add_norm": OpSchema(1, (ROWS, ROWS), ("norm",), {"eps": EPS}, _add_norm,
                          onnx=("SkipLayerNormalization",)),
+    "geglu": OpSchema(1, (ROWS,), (), {}, _geglu),  # gated feed-forward (ModernBERT's MLP)
     # Task heads (docs/format.md, "Heads").
     "first_token": OpSchema(1, (ROWS, OFFSETS), (), {}, _first_token, per_sequence=True),
     "norm": OpSchema(1, (ROWS,), ("norm",), {"eps": EPS}, _norm, onnx=("LayerNormalization",)),

@@ -94,6 +94,19 @@ def add_norm(node, ctx):
     return step
 
 
+def geglu(node, ctx):
+    from .kernels.gated import geglu as geglu_kernel
+
+    (x_name,), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        x = v[x_name]
+        out = ctx.buffer(out_name, x.shape[0])
+        geglu_kernel(x, out)
+        v[out_name] = out
+    return step
+
+
 def first_token(node, ctx):
     (x_name, off_name), (out_name,) = node["inputs"], node["outputs"]
 
@@ -121,5 +134,5 @@ def tied_linear(node, ctx):
     return linear(tied_as_linear(node, ctx), ctx)
 
 
-BINDERS = {"embed": embed, "linear": linear, "attention": attention, "add_norm": add_norm,
+BINDERS = {"embed": embed, "linear": linear, "attention": attention, "add_norm": add_norm, "geglu": geglu,
            "first_token": first_token, "norm": norm, "tied_linear": tied_linear}

@@ -61,6 +61,14 @@ def add_norm(node, ctx):
     return step
 
 
+def geglu(node, ctx):
+    (x_name,), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        v[out_name] = ref.geglu_ref(v[x_name])
+    return step
+
+
 def first_token(node, ctx):
     (x_name, off_name), (out_name,) = node["inputs"], node["outputs"]
 
@@ -82,5 +90,5 @@ def tied_linear(node, ctx):
     return linear(tied_as_linear(node, ctx), ctx)
 
 
-BINDERS = {"embed": embed, "linear": linear, "attention": attention, "add_norm": add_norm,
+BINDERS = {"embed": embed, "linear": linear, "attention": attention, "add_norm": add_norm, "geglu": geglu,
            "first_token": first_token, "norm": norm, "tied_linear": tied_linear}

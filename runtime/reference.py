@@ -40,6 +40,12 @@ def gelu_ref(y: NDArray) -> NDArray:
     return gelu_f64_ref(y).astype(F32)
 
 
+def geglu_ref(x: NDArray) -> NDArray:
+    """Gated GELU: the first half of each row, GELU'd, times the second half; (T, 2F) -> (T, F)."""
+    f = x.shape[1] // 2
+    return (gelu_ref(x[:, :f]) * x[:, f:]).astype(F32)
+
+
 def linear_f32_ref(x: NDArray, w: NDArray, bias: NDArray, activation: str) -> NDArray:
     """x (T, K) @ w (N, K).T + bias -> (T, N), float32 weights."""
     y = (x @ w.T + bias).astype(F32)
