@@ -1,8 +1,9 @@
 """Extractive question answering: long contexts in overlapping windows (doc stride), top-k
 spans, the impossible (empty) answer, character offsets into the context.
 
-The span scoring is transformers' own (``select_starts_ends``/``decode_spans``
-of its QA pipelines), so the same logits give the same answers.
+Pre- and postprocessing are transformers' own (4.57's ``QuestionAnsweringPipeline``:
+its window sizes, p_mask, ``select_starts_ends``/``decode_spans``, candidate merging),
+so the same logits give the same answers in the same order.
 """
 from __future__ import annotations
 
@@ -29,15 +30,11 @@ class QuestionAnsweringPipeline(Pipeline):
                       if isinstance(question, (list, tuple)) else {"question": question, "context": context})
         return super().__call__(inputs, **kwargs)
 
-    def process(self, items, top_k=1, doc_stride=128, max_answer_len=15, max_seq_len=384,
+    def process(self, items, top_k=1, doc_stride=None, max_answer_len=15, max_seq_len=None,
                 handle_impossible_answer=False, align_to_words=True):
         top_k = check_top_k(top_k, allow_none=False)
-        for name, value in (("doc_stride", doc_stride), ("max_answer_len", max_answer_len),
-                            ("max_seq_len", max_seq_len)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
-        max_seq_len = min(max_seq_len, self.model.max_length)
-        doc_stride = min(doc_stride, max_seq_len // 2)
+        _check_int("max_answer_len", max_answer_len, 1)
+        max_seq_len, doc_stride = self.window_sizes(max_seq_len, doc_stride)
         windows, owner = [], []
         for i, item in enumerate(items):
             question, context = _question_context(item, i)
@@ -45,18 +42,17 @@ class QuestionAnsweringPipeline(Pipeline):
                 windows.append(enc)
                 owner.append(i)
         runs = self.run(windows, ["qa_logits"])
+        # Aligning to words can map several token spans onto one answer: ask for spares.
+        candidates = top_k * 2 + 10 if align_to_words else top_k
         answers = [[] for _ in items]
         null = [1e6] * len(items)
         for enc, run, i in zip(windows, runs, owner):
-            context = items[i]["context"]
-            p_mask = np.array([s != 1 for s in enc.sequence_ids])
-            p_mask[0] = False  # [CLS] stands for "no answer"
             starts, ends, scores, null[i] = select_starts_ends(
-                run["qa_logits"][:, 0], run["qa_logits"][:, 1], p_mask, null[i], top_k,
+                run["qa_logits"][:, 0], run["qa_logits"][:, 1], _p_mask(enc), null[i], candidates,
                 handle_impossible_answer, max_answer_len)
             for s, e, score in zip(starts, ends, scores):
-                a, b = _char_span(enc, int(s), int(e), align_to_words)
-                answers[i].append({"score": float(score), "start": a, "end": b, "answer": context[a:b]})
+                _add_answer(answers[i], items[i]["context"], *_char_span(enc, int(s), int(e), align_to_words),
+                            float(score))
         out = []
         for i, found in enumerate(answers):
             if handle_impossible_answer:
@@ -65,10 +61,21 @@ class QuestionAnsweringPipeline(Pipeline):
             out.append(found[0] if len(found) == 1 else found)
         return out
 
+    def window_sizes(self, max_seq_len, doc_stride) -> tuple[int, int]:
+        """transformers' defaults: windows of min(model maximum, 384) tokens, a stride of half
+        a window up to 128; a stride longer than the window is refused."""
+        max_seq_len = min(self.model.max_length, 384) if max_seq_len is None else max_seq_len
+        _check_int("max_seq_len", max_seq_len, 1)
+        doc_stride = min(max_seq_len // 2, 128) if doc_stride is None else doc_stride
+        _check_int("doc_stride", doc_stride, 0)
+        if doc_stride > max_seq_len:
+            raise InputError(f"doc_stride ({doc_stride}) is larger than max_seq_len ({max_seq_len})")
+        return max_seq_len, doc_stride
+
     def windows(self, question: str, context: str, max_len: int, stride: int, index: int) -> list:
         """[CLS] question [SEP] context-window [SEP], windows overlapping by ``stride`` tokens."""
         room = max_len - len(self.tokenizer.encode(question, add_special_tokens=False).ids) - 3
-        if room < 1 or room <= stride:
+        if room < 1 or room <= stride:  # the tokenizer would fail (or panic) on these
             raise InputError(f"input {index}: the question leaves no room for the context in {max_len} tokens "
                              f"(doc stride {stride}); shorten the question")
         self.tokenizer.enable_truncation(max_len, stride=stride, strategy="only_second")
@@ -76,7 +83,12 @@ class QuestionAnsweringPipeline(Pipeline):
             enc = self.tokenizer.encode(question, context)
         finally:
             self.tokenizer.no_truncation()
-        return [enc] + list(enc.overflowing)
+        windows = [enc] + list(enc.overflowing)
+        longest = max(len(w.ids) for w in windows)
+        if longest > self.model.max_length:
+            raise InputError(f"input {index}: a window of {longest} tokens is longer than the model's maximum "
+                             f"of {self.model.max_length}; pass max_seq_len <= {self.model.max_length}")
+        return windows
 
 
 def select_starts_ends(start, end, p_mask, min_null_score, top_k, handle_impossible_answer, max_answer_len):
@@ -95,7 +107,7 @@ def select_starts_ends(start, end, p_mask, min_null_score, top_k, handle_impossi
     flat = candidates.flatten()
     if top_k == 1:
         order = [np.argmax(flat)]
-    elif len(flat) <= top_k:
+    elif len(flat) <= top_k:  # transformers' `<` makes argpartition raise when they are equal
         order = np.argsort(-flat)
     else:
         idx = np.argpartition(-flat, top_k)[0:top_k]
@@ -105,6 +117,24 @@ def select_starts_ends(start, end, p_mask, min_null_score, top_k, handle_impossi
     keep = np.isin(starts, allowed) & np.isin(ends, allowed)
     starts, ends = starts[keep], ends[keep]
     return starts, ends, candidates[0, starts, ends], min_null_score
+
+
+def _p_mask(enc) -> np.ndarray:
+    """True where a token cannot be in the answer: all but the context, except that
+    transformers leaves every [CLS] (the first token's id) open; the first one scores "no answer"."""
+    ids = np.array(enc.ids)
+    return np.array([s != 1 for s in enc.sequence_ids]) & (ids != ids[0])
+
+
+def _add_answer(found: list, context: str, start: int, end: int, score: float) -> None:
+    """transformers merges candidates with the same text, case-insensitively and across
+    windows: their scores add up on the first one found, which keeps its offsets."""
+    text = context[start:end]
+    for answer in found:
+        if answer["answer"].lower() == text.lower():
+            answer["score"] += score
+            return
+    found.append({"score": score, "start": start, "end": end, "answer": text})
 
 
 def _char_span(enc, s: int, e: int, align_to_words: bool) -> tuple[int, int]:
@@ -117,6 +147,11 @@ def _char_span(enc, s: int, e: int, align_to_words: bool) -> tuple[int, int]:
         except Exception:  # tokenizers raises plain exceptions for tokens outside words
             pass
     return enc.offsets[s][0], enc.offsets[e][1]
+
+
+def _check_int(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 def _question_context(item, index: int) -> tuple[str, str]:
