@@ -15,16 +15,11 @@ import functools
 import os
 import platform
 
+from .isa import PATHS
+
 ENV_VAR = "EDGEBERT_KERNEL"
-# Kernel paths, best first. "neon_dot" is reported but runs the portable
-# kernels (LLVM emits sdot from them); it is never forced by name.
-_NEEDS = {
-    "amx": ("amx-tile", "amx-int8", "avx512f", "avx512bw", "avx512vnni"),
-    "avx512vnni": ("avx512f", "avx512bw", "avx512vnni"),
-    "avxvnni": ("avx2", "avxvnni"),  # VEX vpdpbusd: Alder Lake and later without AVX-512
-    "avx2": ("avx2",),
-}
-CHOICES = ("auto", "portable", "avx2", "avxvnni", "avx512vnni", "amx")
+# The paths and what each needs are declared once, in isa.PATHS (best first).
+CHOICES = ("auto",) + tuple(name for name, p in reversed(PATHS.items()) if p.by_name)
 
 
 @functools.lru_cache(maxsize=1)
@@ -59,26 +54,24 @@ def amx_permitted():
 @functools.lru_cache(maxsize=1)
 def detected_path():
     """Best path the hardware supports: amx, avx512vnni, avxvnni, avx2, neon_dot or portable."""
-    runnable = _x86_paths()
-    if runnable:
-        return runnable[0]
-    if platform.machine().lower() in ("aarch64", "arm64") and "dotprod" in host_features():
-        return "neon_dot"
-    return "portable"
+    return _runnable()[0]
 
 
-def _x86_paths():
-    """The x86 paths whose instructions this CPU has (and, for AMX, may use), best first."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return ()
-    feats = host_features()
-    return tuple(path for path, needs in _NEEDS.items()
-                 if all(f in feats for f in needs) and (path != "amx" or amx_permitted()))
+def _runnable():
+    """The paths whose instructions this CPU has (and, for AMX, may use), best first."""
+    machine = platform.machine().lower()
+    return tuple(name for name, p in PATHS.items()
+                 if (not p.machines or machine in p.machines) and _has(p.features)
+                 and (not p.needs_tile_permission or amx_permitted()))
+
+
+def _has(features):
+    return not features or all(f in host_features() for f in features)
 
 
 def available_paths():
     """Kernel paths (names usable with ``EDGEBERT_KERNEL``) this CPU can run, best first."""
-    return _x86_paths() + ("portable",)
+    return tuple(name for name in _runnable() if PATHS[name].by_name)
 
 
 def kernel_path(requested=None):

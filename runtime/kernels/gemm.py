@@ -9,8 +9,9 @@ centre c = (max + min)/2 with half-range r: q = clip(rint((xs - c) * 127/r)),
 sa = r/127 (the row's whole range on 255 levels); acc = q @ qw.T in exact
 int32; y = float32(acc) * (sa[m] * scale[n]) + (c[m] * wsum[n] + bias[n])
 with wsum = scale * rowsum(qw); optional erf GELU within
-``GELU_MAX_ERR``. The path's module is imported (so its intrinsics compiled)
-only when selected: see ``cpu.py``.
+``GELU_MAX_ERR``. Each path's record in ``isa.PATHS`` names its module, its
+constants and its kernels; the module is imported (so its intrinsics
+compiled) only when selected: see ``cpu.py``.
 """
 
 import importlib
@@ -23,20 +24,20 @@ import numpy as np
 from ...errors import InputError
 from . import cpu
 from .gemm_portable import GELU_MAX_ERR, gelu_inplace, quantize_all, residual_all
+from .isa import PATHS, IsaPath
 
 __all__ = ["PackedLinear", "pack_linear", "qlinear", "qlinear_int16", "residual_pass", "panel_rows", "ffn", "quantize_rows",
            "GELU_MAX_ERR"]
 
-_MODULES = {"amx": "gemm_amx", "avx512vnni": "gemm_vnni", "avxvnni": "gemm_avxvnni", "avx2": "gemm_avx2",
-            "portable": "gemm_portable"}
 _ACTIVATIONS = ("none", "gelu")
 _MAX_K = (2**31 - 1) // (127 * 127)  # 133,143: int32 accumulation stays exact
+_SCRATCH_DTYPES = {name: np.dtype(p.scratch_dtype) for name, p in PATHS.items()}  # per path, looked up per call
 
 
 def _path_module(path):
-    """Import the kernels of ``path`` (validated against this CPU first)."""
-    path = cpu.kernel_path(path)
-    return path, importlib.import_module(f".{_MODULES[path]}", __package__)
+    """The record of ``path`` (validated against this CPU first) and its imported module."""
+    record = PATHS[cpu.kernel_path(path)]
+    return record, importlib.import_module(f".{record.module}", __package__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +55,7 @@ class PackedLinear:
     bias: np.ndarray  # (N,) float32
     input_scale: np.ndarray  # (K,) float32 per input channel (SmoothQuant), ones when absent
     kernels: object = field(repr=False)  # the path's module
+    isa: IsaPath = field(repr=False)  # the path's record: its constants and kernel names
 
 
 def _check_vector(name, v, n):
@@ -86,10 +88,10 @@ def pack_linear(qw, scale, bias=None, input_scale=None, path=None):
     scale = _check_vector("scale", scale, N)
     bias = np.zeros(N, np.float32) if bias is None else _check_vector("bias", bias, N)
     input_scale = np.ones(K, np.float32) if input_scale is None else _check_vector("input_scale", input_scale, K)
-    path, mod = _path_module(path)
-    w, corr, Kp = mod.pack(qw)
-    return PackedLinear(path, N, K, Kp, w, corr, scale.copy(), row_sums(qw, scale), bias.copy(), input_scale.copy(),
-                        mod)
+    record, mod = _path_module(path)
+    w, corr, Kp = getattr(mod, record.pack)(qw)
+    return PackedLinear(record.name, N, K, Kp, w, corr, scale.copy(), row_sums(qw, scale), bias.copy(),
+                        input_scale.copy(), mod, record)
 
 
 def residual_pass(packed):
@@ -188,12 +190,13 @@ def qlinear(x, packed, out=None, activation="none"):
             raise InputError("out must not overlap x")
     if M == 0:
         return out
-    mod = packed.kernels
-    mp = -(-M // mod.MR) * mod.MR
-    xq, rowq = _scratch(mod.SCRATCH_DTYPE, mp * packed.Kp * np.dtype(mod.SCRATCH_DTYPE).itemsize, M)
+    isa = packed.isa
+    mp = -(-M // isa.mr) * isa.mr
+    dtype = _SCRATCH_DTYPES[packed.path]
+    xq, rowq = _scratch(dtype, mp * packed.Kp * dtype.itemsize, M)
     bad = _dynamic(
-        mod.qlinear_kernel, x, packed.w, packed.corr, packed.scale, packed.wsum, packed.bias, packed.input_scale, out,
-        xq, rowq, packed.Kp, activation == "gelu"
+        getattr(packed.kernels, isa.qlinear.name), x, packed.w, packed.corr, packed.scale, packed.wsum, packed.bias,
+        packed.input_scale, out, xq, rowq, packed.Kp, activation == "gelu"
     )
     if bad:
         raise InputError(f"x has NaN or Inf in {bad} of its {M} rows")
@@ -209,10 +212,10 @@ def panel_rows(layers, M, threads):
     64 rows keep a panel's hidden rows, re-quantized rows and both weight
     matrices of a MiniLM-sized feed-forward block within a 2 MiB L2.
     """
-    mod = layers[0].kernels
-    if not hasattr(mod, "ffn_kernel") or any(p.kernels is not mod for p in layers) or M == 0:
+    isa = layers[0].isa
+    if isa.ffn is None or any(p.isa is not isa for p in layers) or M == 0:
         return 0
-    for panel in (64, mod.MR):
+    for panel in (64, isa.mr):
         if -(-M // panel) >= threads:
             return panel
     return 0
@@ -228,11 +231,11 @@ def ffn(x, up, down, residual, gamma, beta, eps, out, panel, two_pass=False):
     """
     if up.N != down.K:
         raise InputError(f"up has {up.N} outputs but down takes {down.K} inputs")
-    mod = up.kernels
-    if not hasattr(mod, "ffn_kernel") or down.kernels is not mod:
+    isa = up.isa
+    if isa.ffn is None or down.isa is not isa:
         raise InputError(f"no fused feed-forward kernel for paths {up.path!r} and {down.path!r}")
-    if isinstance(panel, bool) or not isinstance(panel, int) or panel <= 0 or panel % mod.MR:
-        raise InputError(f"panel must be a positive multiple of {mod.MR} rows, got {panel!r}")
+    if isinstance(panel, bool) or not isinstance(panel, int) or panel <= 0 or panel % isa.mr:
+        raise InputError(f"panel must be a positive multiple of {isa.mr} rows, got {panel!r}")
     _check_x(x, up.K)
     M = x.shape[0]
     _check_out(out, (M, down.N))
@@ -243,7 +246,8 @@ def ffn(x, up, down, residual, gamma, beta, eps, out, panel, two_pass=False):
         raise InputError("out must not overlap x")
     gamma, beta = _check_vector("gamma", gamma, down.N), _check_vector("beta", beta, down.N)
     h, xq1, xq2, rowq, o2, zeros, ones = _ffn_scratch(panel, up.N, up.Kp, down.Kp, down.N)
-    bad = _dynamic(mod.ffn_kernel, x, up.w, up.corr, up.scale, up.wsum, up.bias, up.input_scale, up.Kp,
+    kernel = getattr(up.kernels, isa.ffn.name)
+    bad = _dynamic(kernel, x, up.w, up.corr, up.scale, up.wsum, up.bias, up.input_scale, up.Kp,
                    down.w, down.corr, down.scale, down.wsum, down.bias, down.input_scale, down.Kp,
                    residual, gamma, beta, float(eps), out, panel, bool(two_pass), h, xq1, xq2, rowq, o2, zeros, ones)
     if bad:
@@ -321,17 +325,17 @@ def quantize_rows(x, input_scale=None):
 
 def _prepare_rows(q, packed):
     """int8 rows q (M, K) -> the path's activation scratch for ``_gemm_i32``."""
-    mod = packed.kernels
+    isa = packed.isa
     M, K = q.shape
-    mp = -(-M // mod.MR) * mod.MR
-    xq = np.full((mp, packed.Kp), mod.SHIFT, np.int16).astype(mod.SCRATCH_DTYPE)
-    xq[:M, :K] = (q.astype(np.int16) + mod.SHIFT).astype(mod.SCRATCH_DTYPE)
-    out = _aligned_empty(xq.nbytes).view(mod.SCRATCH_DTYPE)
+    mp = -(-M // isa.mr) * isa.mr
+    xq = np.full((mp, packed.Kp), isa.shift, np.int16).astype(isa.scratch_dtype)
+    xq[:M, :K] = (q.astype(np.int16) + isa.shift).astype(isa.scratch_dtype)
+    out = _aligned_empty(xq.nbytes).view(isa.scratch_dtype)
     out[:] = xq.reshape(-1)
     return out
 
 
 def _gemm_i32(xq, packed, out):
     """Pure int8 GEMM on prepared rows -> out (M, N) int32 (benchmarks, tests)."""
-    _dynamic(packed.kernels.gemm_i32_kernel, xq, packed.w, packed.corr, out, packed.Kp)
+    _dynamic(getattr(packed.kernels, packed.isa.gemm_i32.name), xq, packed.w, packed.corr, out, packed.Kp)
     return out

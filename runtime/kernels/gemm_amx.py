@@ -42,7 +42,6 @@ KG = 64  # k per tile step (64 bytes per A tile row)
 MB = 8  # most register blocks per prange task along M
 NB = 48  # most register blocks per prange task along N
 SHIFT = 128  # u8 = q + SHIFT
-SCRATCH_DTYPE = np.uint8
 
 _, vload, _, vstore_acc, _ = make_ops(I32X16)
 _I8 = ir.IntType(8)

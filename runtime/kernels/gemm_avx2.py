@@ -30,7 +30,6 @@ SHIFT = 0  # activations are plain int16 q
 # padding there and the tiles here agree): u8 rows = q + VNNI_SHIFT, VNNI_MR rows per tile.
 VNNI_MR = 6
 VNNI_SHIFT = 128
-SCRATCH_DTYPE = np.int16
 
 vzero, vload, vbcast32, vstore_acc, vlane = make_ops(I32X8)
 _V8 = ir.VectorType(ir.IntType(32), 8)

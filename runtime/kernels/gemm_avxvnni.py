@@ -12,8 +12,6 @@ Activations are stored as u8 = q + 128 and the GEMM subtracts 128 * colsum(w)
 ``[Np/8][Kp/4][8][4]``: one 32-byte vector holds 4 consecutive k of 8 columns.
 """
 
-import numpy as np
-
 from .gemm_avx2 import VNNI_MR, VNNI_SHIFT, gemm_i32_kernel, qlinear_kernel  # noqa: F401 - this path's kernels
 from .packing import pack_k4_blocks
 
@@ -21,7 +19,6 @@ MR = VNNI_MR  # rows per register tile (6: see gemm_avx2._tile)
 NR = 16  # columns per register tile (2 ymm of 8 int32)
 KG = 4  # k per vpdpbusd group
 SHIFT = VNNI_SHIFT  # u8 = q + SHIFT (128)
-SCRATCH_DTYPE = np.uint8
 
 
 def pack(qw):

@@ -20,7 +20,6 @@ F32 = np.float32
 MR = 4  # rows per tile
 NR = 16  # columns per tile (weights are padded to a multiple of this)
 SHIFT = 0  # activations stored as plain int8 q
-SCRATCH_DTYPE = np.int8
 
 # Largest error of our GELU vs 0.5*y*(1+erf(y/sqrt(2))) evaluated in float64,
 # relative to max(1, |y|). Measured max over a dense grid is 2.7e-7 (float32
@@ -290,8 +289,8 @@ def _tile(xq, w, out, M, N, K, m0, n0):
 
 
 @njit(parallel=True, **JIT_OPTS)
-def qlinear_kernel(x, w, corr, sw, wsum, bias, in_scale, out, xq, rowq, Kp, gelu):
-    """Fused quantize + GEMM + dequant (+GELU); x (M, K), w (Np*K,), out (M, N).
+def qlinear_kernel(x, wp, corr, sw, wsum, bias, in_scale, out, xq, rowq, Kp, gelu):
+    """Fused quantize + GEMM + dequant (+GELU); x (M, K), wp (Np*K,), out (M, N).
 
     xq: int8 scratch (>= M*K,); rowq: f32 scratch (2, >= M). Returns the
     number of rows with NaN/Inf (their output is garbage). Kp == K here.
@@ -309,16 +308,16 @@ def qlinear_kernel(x, w, corr, sw, wsum, bias, in_scale, out, xq, rowq, Kp, gelu
         for t in range(task * per, min(task * per + per, n_tiles)):
             nt, mt = t // n_mt, t % n_mt
             m0, n0 = mt * MR, nt * NR
-            _tile(xq, w, out, M, N, K, m0, n0)
+            _tile(xq, wp, out, M, N, K, m0, n0)
             for m in range(m0, min(m0 + MR, M)):
                 finish_row(out, m, n0, min(n0 + NR, N), rowq, sw, wsum, bias, gelu)
     return bad
 
 
 @njit(parallel=True, **JIT_OPTS)
-def gemm_i32_kernel(xq, w, corr, out, K):
-    """Pure int8 GEMM on pre-quantized rows xq (>= M*K,) -> out (M, N) int32."""
+def gemm_i32_kernel(xq, wp, corr, out, Kp):
+    """Pure int8 GEMM on pre-quantized rows xq (>= M*Kp,) -> out (M, N) int32 (Kp == K here)."""
     M, N = out.shape
     for t in prange(M * N):
         m, n = t // N, t % N
-        out[m, n] = _dot(xq, m * K, w, n * K, K)
+        out[m, n] = _dot(xq, m * Kp, wp, n * Kp, Kp)

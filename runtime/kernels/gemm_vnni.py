@@ -23,7 +23,6 @@ MR = 4  # rows per register tile
 NR = 64  # columns per register tile (4 zmm of 16 int32)
 KG = 4  # k per vpdpbusd group
 SHIFT = 128  # u8 = q + SHIFT
-SCRATCH_DTYPE = np.uint8
 
 vzero, vload, vbcast32, vstore_acc, vlane = make_ops(I32X16)
 _V16 = ir.VectorType(ir.IntType(32), 16)
