@@ -10,7 +10,7 @@ from edgebert.errors import UnsupportedModel
 
 from . import source
 from .registry import register_loader
-from .spec import BertConfig, ModelSpec
+from .spec import EncoderConfig, ModelSpec
 
 # Source name -> standard role (edgebert/names.py). Data, not code.
 EMBEDDING_NAMES = {
@@ -32,12 +32,12 @@ PREFIXES = ("", "bert.")  # BertModel saves bare names; task models prefix "bert
 IGNORED_SUFFIXES = ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias")
 
 
-def read_config(cfg: dict) -> BertConfig:
+def read_config(cfg: dict) -> EncoderConfig:
     if cfg.get("position_embedding_type", "absolute") != "absolute":
         raise UnsupportedModel(f"position_embedding_type {cfg['position_embedding_type']!r} is not "
                                "supported; supported: absolute")
     try:
-        return BertConfig(
+        return EncoderConfig(
             vocab_size=cfg["vocab_size"], hidden_size=cfg["hidden_size"],
             num_layers=cfg["num_hidden_layers"], num_heads=cfg["num_attention_heads"],
             intermediate_size=cfg["intermediate_size"],
@@ -121,7 +121,7 @@ def _detect_prefix(weights: dict) -> str:
     raise UnsupportedModel("checkpoint has no embeddings.word_embeddings.weight: not a BERT encoder")
 
 
-def _max_length(folder: Path, config: BertConfig, st: dict | None) -> int:
+def _max_length(folder: Path, config: EncoderConfig, st: dict | None) -> int:
     """Truncation length as sentence-transformers uses it, capped by the position table."""
     limit = None
     if st and st["max_length"]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 from edgebert import names
 from edgebert.ops import GRAPH_INPUTS
 
-from .spec import BertConfig
+from .spec import EncoderConfig
 
 
 def node(op: str, inputs: list[str], outputs: list[str], params: dict | None = None, **attrs) -> dict:
     return {"op": op, "inputs": inputs, "outputs": outputs, "params": params or {}, "attrs": attrs}
 
 
-def bert_encoder_graph(c: BertConfig) -> dict:
+def bert_encoder_graph(c: EncoderConfig) -> dict:
     """Embeddings, then per layer: QKV, attention, output proj, add+norm, FFN, add+norm."""
     eps = c.layer_norm_eps
     nodes = [node("embed", ["input_ids", "token_type_ids", "position_ids"], ["h0"],
@@ -25,8 +25,7 @@ def bert_encoder_graph(c: BertConfig) -> dict:
             node("attention", [f"qkv{i}", "seq_offsets"], [f"ctx{i}"], num_heads=c.num_heads),
             node("linear", [f"ctx{i}"], [f"ao{i}"], {"linear": names.ATTN_OUTPUT.prefix(i)}, activation="none"),
             node("add_norm", [f"ao{i}", h], [f"n{i}"], {"norm": names.ATTN_NORM.prefix(i)}, eps=eps),
-            node("linear", [f"n{i}"], [f"up{i}"], {"linear": names.FFN_UP.prefix(i)}, activation="gelu"),
-            node("linear", [f"up{i}"], [f"down{i}"], {"linear": names.FFN_DOWN.prefix(i)}, activation="none"),
+            *feed_forward(c, i, f"n{i}", f"down{i}"),
             node("add_norm", [f"down{i}", f"n{i}"], [out], {"norm": names.FFN_NORM.prefix(i)}, eps=eps),
         ]
         h = out
@@ -35,7 +34,18 @@ def bert_encoder_graph(c: BertConfig) -> dict:
     return {"inputs": list(GRAPH_INPUTS), "outputs": ["last_hidden_state"], "nodes": nodes}
 
 
-def build_graph(c: BertConfig, head: dict | None) -> dict:
+def feed_forward(c: EncoderConfig, i: int, x: str, out: str) -> list[dict]:
+    """Layer i's up and down projections: GELU between them, or a gated GELU (config.feed_forward)."""
+    up, down = {"linear": names.FFN_UP.prefix(i)}, {"linear": names.FFN_DOWN.prefix(i)}
+    if c.feed_forward == "gated":
+        return [node("linear", [x], [f"up{i}"], up, activation="none"),
+                node("geglu", [f"up{i}"], [f"gated{i}"]),
+                node("linear", [f"gated{i}"], [out], down, activation="none")]
+    return [node("linear", [x], [f"up{i}"], up, activation="gelu"),
+            node("linear", [f"up{i}"], [out], down, activation="none")]
+
+
+def build_graph(c: EncoderConfig, head: dict | None) -> dict:
     """The encoder, then the head's nodes (if any) reading ``last_hidden_state``."""
     graph = bert_encoder_graph(c)
     if head is not None:
@@ -45,7 +55,7 @@ def build_graph(c: BertConfig, head: dict | None) -> dict:
     return graph
 
 
-def head_nodes(c: BertConfig, head: dict) -> tuple[list[dict], list[str]]:
+def head_nodes(c: EncoderConfig, head: dict) -> tuple[list[dict], list[str]]:
     """Nodes and extra outputs of a task head (docs/format.md, "Heads")."""
     task, h = head["task"], "last_hidden_state"
     pooler = [node("first_token", [h, "seq_offsets"], ["cls_token"]),

@@ -14,10 +14,24 @@ from edgebert import names
 from edgebert.errors import UnsupportedModel
 
 SUPPORTED_ACTIVATIONS = ("gelu",)
+# Architecture flags (CTranslate2's spec style): what a family loader sets instead of
+# writing its own graph builder. Each lists the values this converter and runtime
+# implement, BERT's first; a loader asking for another gets a clear refusal.
+FLAGS = {
+    "norm_placement": ("post",),  # LayerNorm after each residual add (BERT); "pre" needs a plain add op
+    "position": ("absolute",),  # a learned position table; rotary / relative need their attention ops
+    "feed_forward": ("plain", "gated"),  # up -> GELU -> down, or up (2F) -> geglu -> down (ModernBERT)
+    "position_offset": (0,),  # RoBERTa's tables start at padding_idx + 1
+    "bias": (True,),  # linears carry biases (ModernBERT's do not)
+    "shared_layers": (False,),  # ALBERT: one set of layer weights for every layer
+    "embedding_size": (None,),  # ALBERT: embeddings of another width, projected to hidden_size
+}
 
 
 @dataclass(frozen=True)
-class BertConfig:
+class EncoderConfig:
+    """An encoder of the BERT family: sizes, then architecture flags (defaults: BERT)."""
+
     vocab_size: int
     hidden_size: int
     num_layers: int
@@ -27,11 +41,23 @@ class BertConfig:
     type_vocab_size: int
     layer_norm_eps: float
     hidden_act: str = "gelu"
+    norm_placement: str = "post"
+    position: str = "absolute"
+    feed_forward: str = "plain"
+    position_offset: int = 0
+    bias: bool = True
+    shared_layers: bool = False
+    embedding_size: int | None = None
 
     def __post_init__(self):
         if self.hidden_act not in SUPPORTED_ACTIVATIONS:
             raise UnsupportedModel(
                 f"hidden_act {self.hidden_act!r} is not supported; supported: {', '.join(SUPPORTED_ACTIVATIONS)}")
+        for flag, supported in FLAGS.items():
+            value = getattr(self, flag)
+            if not any(value == s and type(value) is type(s) for s in supported):
+                raise UnsupportedModel(f"{flag} {value!r} is not supported yet; supported: "
+                                       f"{', '.join(map(repr, supported))}")
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
                      "max_position_embeddings", "type_vocab_size"):
             value = getattr(self, name)
@@ -41,8 +67,16 @@ class BertConfig:
             raise UnsupportedModel(
                 f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
 
+    @property
+    def up_size(self) -> int:
+        """Rows of the feed-forward up projection: input and gate side by side when gated."""
+        return 2 * self.intermediate_size if self.feed_forward == "gated" else self.intermediate_size
+
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+BertConfig = EncoderConfig  # BERT is the family's defaults
 
 
 @dataclass
@@ -70,7 +104,7 @@ def slots_of(role: names.Role, shape: tuple[int, ...], layer: int | None = None,
     return out
 
 
-def bert_slots(c: BertConfig) -> dict[str, Slot]:
+def bert_slots(c: EncoderConfig) -> dict[str, Slot]:
     """Standard tensor names (docs/format.md) of a BERT encoder, fp32 source form."""
     H, F = c.hidden_size, c.intermediate_size
     slots = {**slots_of(names.TOKEN_EMBD, (c.vocab_size, H), bias=False),
@@ -79,7 +113,7 @@ def bert_slots(c: BertConfig) -> dict[str, Slot]:
              **slots_of(names.EMBD_NORM, (H,))}
     for i in range(c.num_layers):
         for role, shape in ((names.ATTN_QKV, (3 * H, H)), (names.ATTN_OUTPUT, (H, H)), (names.ATTN_NORM, (H,)),
-                            (names.FFN_UP, (F, H)), (names.FFN_DOWN, (H, F)), (names.FFN_NORM, (H,))):
+                            (names.FFN_UP, (c.up_size, H)), (names.FFN_DOWN, (H, F)), (names.FFN_NORM, (H,))):
             slots.update(slots_of(role, shape, i))
     return slots
 
@@ -89,7 +123,7 @@ class ModelSpec:
     """Everything the pipeline needs to validate, quantize and save a model."""
 
     source_architecture: str
-    config: BertConfig
+    config: EncoderConfig
     tokenizer_json: str
     max_length: int
     pad_token_id: int
