@@ -2,10 +2,11 @@
 
 The rule, as data: ``linear`` (int8, GELU) -> ``linear`` (int8 or int16
 activations, no activation) -> ``add_norm`` with the block's input as residual
-becomes one ``gemm.ffn`` step, where the kernel path has a fused kernel and the
-two intermediates are read by nothing else and are not graph outputs. The
-fused step computes exactly what the three nodes compute (tests compare them),
-so the graph's references still describe it.
+becomes one ``gemm.ffn`` step, where the kernel path's record
+(runtime/kernels/isa.py) has a fused kernel and the two intermediates are read
+by nothing else and are not graph outputs. The fused step computes exactly
+what the three nodes compute (tests compare them), so the graph's references
+still describe it.
 
 (The attention output, linear -> add_norm, fused the same way, was within
 +-3 % of unfused on MiniLM at 1 and 2 threads: not kept.)
@@ -27,7 +28,7 @@ def fuse(nodes: list[dict], steps: list, io: list, outputs: list[str], ctx) -> t
 
     def private(value, reader):  # read only by ``reader``, not a graph output, a fusable int8 linear's
         return (reader["inputs"][0] == value and readers.get(value) == 1 and value not in outputs
-                and value in ctx.packed and hasattr(ctx.packed[value].kernels, "ffn_kernel"))
+                and value in ctx.packed and ctx.packed[value].isa.ffn is not None)
 
     def matches_pattern(block):
         return all(n["op"] == op and (act is None or n["attrs"].get("activation", "none") == act)

@@ -98,9 +98,9 @@ def _ffn_nodes(activation="gelu"):
 
 
 def _fake_ctx(fusable=True):
-    kernels = SimpleNamespace(ffn_kernel=object()) if fusable else SimpleNamespace()
+    isa = SimpleNamespace(ffn=object() if fusable else None)  # the path's record: a fused kernel or none
     tensors = {"f.weight": None, "f.bias": None}
-    return SimpleNamespace(packed={"up0": SimpleNamespace(kernels=kernels), "down0": SimpleNamespace(kernels=kernels)},
+    return SimpleNamespace(packed={"up0": SimpleNamespace(isa=isa), "down0": SimpleNamespace(isa=isa)},
                            two_pass=set(), tensors=tensors, tensor=tensors.__getitem__)
 
 
