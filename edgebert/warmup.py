@@ -1,12 +1,16 @@
 """Compile every kernel ahead of time (``edgebert warmup``) and say so once on a first run.
 
 Numba caches compiled kernels on disk (``cache=True``), keyed on the CPU; the
-first run on a new machine pays the compilation. Warm-up runs a tiny random
-model through the same code path (read-only memory-mapped weights, the same
-dtypes) so every signature the real models use lands in the cache: a long
-batch (parallel GEMMs, the fused feed-forward panels) and short texts (serial
-GEMMs, the unfused steps), with one int16-activation down layer (the fused
-two-pass block) and one int16 up layer (the unfused two-pass linear + GELU).
+first run on a new machine pays the compilation. Warm-up compiles the int8
+linear kernels of the path in use for the signatures the ISA table declares
+(``runtime/kernels/precompile.py``), then runs a tiny random model through the
+same code path (read-only memory-mapped weights, the same dtypes) so the other
+kernels' signatures land in the cache too: a long batch (parallel GEMMs, the
+fused feed-forward panels) and short texts (serial GEMMs, the unfused steps),
+with one int16-activation down layer (the fused two-pass block) and one int16
+up layer (the unfused two-pass linear + GELU). It calls the int8 kernels with
+exactly the declared types (tests/runtime/test_isa.py), so for those it
+finds everything compiled already.
 """
 from __future__ import annotations
 
@@ -72,15 +76,23 @@ def _tiny_model_file(folder: Path) -> Path:
     return path
 
 
-def warmup(verbose: bool = True) -> float:
-    """Compile (or load from the disk cache) every encoder kernel; returns the seconds it took."""
+def _run_tiny_model() -> None:
     from . import load
 
-    start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         model = load(_tiny_model_file(Path(tmp)))
         model.embed(["a b c d " * 15] * 12, batch_size=12)  # 744 rows: parallel GEMMs, fused panels
         model.embed(["a b c d " * 3, "a", "b c"], batch_size=2)  # a few rows: serial GEMMs, unfused steps
+
+
+def warmup(verbose: bool = True) -> float:
+    """Compile (or load from the disk cache) every encoder kernel; returns the seconds it took."""
+    from .runtime.kernels import cpu, precompile
+
+    start = time.perf_counter()
+    for job in precompile.jobs((cpu.kernel_path(),)):
+        precompile.compile_job(job)
+    _run_tiny_model()
     seconds = time.perf_counter() - start
     try:
         _marker().parent.mkdir(parents=True, exist_ok=True)

@@ -5,9 +5,9 @@ A record says what a CPU needs to run the path, how good it is (``rank``,
 ``gemm.py`` sizes the activation scratch with, and the kernels it provides
 with the argument types they are compiled for. ``cpu.py`` derives its choices
 and feature checks from ``PATHS``; ``gemm.py`` asks a path's record for its
-constants and kernel names; the declared signatures are what warm-up (and
-an ahead-of-time build) can iterate. Nothing here imports NumPy or Numba:
-reading the table compiles nothing.
+constants and kernel names; ``precompile.py`` enumerates path x kernel x
+signature for warm-up (and an ahead-of-time build). Nothing here imports
+NumPy or Numba: reading the table compiles nothing.
 
 The modules keep their own ``MR``/``SHIFT`` (their kernels compile them in,
 and Numba's disk cache is keyed on the kernel's own file: a constant read from

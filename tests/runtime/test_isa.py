@@ -1,11 +1,16 @@
-"""The ISA dispatch table (runtime/kernels/isa.py): every record's module keeps its contract
-and the chosen path follows the CPU."""
+"""The ISA dispatch table (runtime/kernels/isa.py): every record's module keeps its contract,
+the chosen path follows the CPU, and the declared signatures are the ones a forward pass uses."""
 import importlib
 import inspect
+import json
+import os
+import subprocess
+import sys
+
 import numba
 import pytest
 
-from edgebert.runtime.kernels import cpu, isa
+from edgebert.runtime.kernels import cpu, isa, precompile
 
 
 def _module(name):
@@ -21,6 +26,8 @@ def _check_kernel(mod, kernel):
         assert tuple(inspect.signature(fn.py_func).parameters) == kernel.params, f"{mod.__name__}.{name}"
     if kernel.dispatchers:  # a plain-Python entry point takes the same arguments
         assert tuple(inspect.signature(entry).parameters) == kernel.params, f"{mod.__name__}.{kernel.name}"
+    for t in kernel.types:
+        precompile.numba_type(t)
 
 
 @pytest.mark.parametrize("path", list(isa.PATHS))
@@ -71,3 +78,45 @@ def test_chosen_path_follows_machine_features_and_permission(monkeypatch, machin
     assert cpu.kernel_path() == available[0]
     with pytest.raises(ValueError, match="neon_dot"):
         cpu.kernel_path("neon_dot")
+
+
+def test_jobs_cover_each_kernel_once_and_only_runnable_paths_compile(monkeypatch):
+    everything = precompile.jobs(list(isa.PATHS), inference_only=False)
+    keys = [(j.module, j.dispatcher, j.types) for j in everything]
+    assert len(keys) == len(set(keys))
+    assert len(precompile.jobs(("neon_dot", "portable"))) == len(precompile.jobs(("portable",)))
+    amx = {j.dispatcher for j in everything if j.path == "amx"}
+    assert amx == {"_qlinear_serial", "_qlinear_parallel", "_gemm_i32_serial", "_gemm_i32_parallel", "ffn_kernel"}
+    assert all(not j.kernel.startswith("gemm_i32") for j in precompile.jobs(list(isa.PATHS)))  # not at inference
+    assert {j.path for j in precompile.jobs()} == set(cpu.available_paths()) | {None}
+    monkeypatch.setattr(cpu, "host_features", lambda: frozenset())
+    with pytest.raises(ValueError, match="cannot run"):
+        precompile.compile_job(next(j for j in everything if j.path == "avx2"))
+
+
+_DECLARED_VS_USED = """
+import json, sys
+from edgebert import warmup
+from edgebert.runtime.kernels import precompile
+
+warmup._run_tiny_model()
+declared = {}
+for job in precompile.jobs((sys.argv[1],)):
+    declared.setdefault(job.function(), set()).add(job.signature())
+print(json.dumps({f"{fn.__module__}.{fn.__name__}": {"declared": sorted(map(str, sigs)),
+                                                     "used": sorted(map(str, fn.signatures))}
+                  for fn, sigs in declared.items()}))
+"""
+
+
+@pytest.mark.parametrize("path", cpu.available_paths())
+def test_a_forward_pass_uses_exactly_the_declared_signatures(path):
+    """Warm-up's tiny model (real models' dtypes and layouts) calls every int8 kernel the table
+    declares for the path, with the declared types and no others: compiling the table's jobs
+    is what a forward pass would compile there."""
+    env = dict(os.environ, **{cpu.ENV_VAR: path})
+    run = subprocess.run([sys.executable, "-c", _DECLARED_VS_USED, path], env=env, capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    for name, sigs in json.loads(run.stdout.strip().splitlines()[-1]).items():
+        assert sigs["used"] == sigs["declared"], name
