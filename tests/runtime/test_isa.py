@@ -114,7 +114,7 @@ def test_a_forward_pass_uses_exactly_the_declared_signatures(path):
     """Warm-up's tiny model (real models' dtypes and layouts) calls every int8 kernel the table
     declares for the path, with the declared types and no others: compiling the table's jobs
     is what a forward pass would compile there."""
-    env = dict(os.environ, **{cpu.ENV_VAR: path})
+    env = dict(os.environ, **{cpu.ENV_VAR: path}, NUMBA_NUM_THREADS="2")  # 2 threads: the long batch fuses (amx)
     run = subprocess.run([sys.executable, "-c", _DECLARED_VS_USED, path], env=env, capture_output=True, text=True,
                          timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
