@@ -3,6 +3,9 @@ embeds one sentence. Wall time from spawn to the first embedding, and the
 child's peak RSS (ru_maxrss). One warm-up spawn per engine fills the OS file
 cache and Numba's kernel cache; then ``reps`` rounds, interleaved.
 
+Each child starts from the benchmark's own environment (``workers.engine_env``), not
+the coordinator's, where importing edgebert has set GOMP_SPINCOUNT.
+
 Peak RSS is the child's VmHWM (/proc/self/status): on Linux ``ru_maxrss``
 keeps the parent's peak across fork + exec, so a child of the big benchmark
 process would report the parent's 2 GB.
@@ -10,13 +13,14 @@ process would report the parent's 2 GB.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.workers import engine_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +36,7 @@ print(json.dumps({"done": done, "peak_rss_kib": hwm, "dim": int(vector.shape[1])
 
 
 def spawn(paths: dict, name: str, threads: int, text: str) -> dict:
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="true" if threads > 1 else "false")
+    env = engine_env(threads)
     start = time.time()
     proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(paths), name, str(threads), text],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

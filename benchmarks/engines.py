@@ -2,9 +2,10 @@
 
     engine.run(ids, mask, types)  -> last hidden state (B, T, H): the model call alone
     engine.embed(texts)           -> (n, H) float32: tokenize + model + mean pool + normalize
+    engine.describe()             -> label, model file, settings (for the report)
 
-Every library is imported inside its class, so a cold-start child pays only
-for its own engine. The peers share one text path (``Padded``): the model's
+Every library is imported inside its class, so each engine's process (a
+benchmark worker or a cold-start child) loads only its own. The peers share one text path (``Padded``): the model's
 tokenizer.json through HF tokenizers (what edgebert uses too), truncation at
 the model's max_seq_length, sorting by length, batches of 32 padded to their
 longest text, mean pooling over the mask, L2 normalisation
@@ -20,7 +21,21 @@ import numpy as np
 BATCH = 32
 
 
-class Edgebert:
+class Engine:
+    label = file = file_note = None
+
+    def describe(self) -> dict:
+        out = {"label": self.label, "file": self.file, "file_bytes": Path(self.file).stat().st_size,
+               "settings": self.settings()}
+        if self.file_note:
+            out["file_note"] = self.file_note
+        return out
+
+    def settings(self) -> dict:
+        raise NotImplementedError
+
+
+class Edgebert(Engine):
     label = "edgebert int8"
 
     def __init__(self, paths: dict, threads: int):
@@ -35,6 +50,9 @@ class Edgebert:
     def embed(self, texts):
         return self.model.embed(texts, batch_size=BATCH)
 
+    def settings(self) -> dict:
+        return {"threads": "threads", "max_length": self.model.max_length}
+
 
 class EdgebertPlain(Edgebert):
     """The plain int8 file (no SmoothQuant, no higher-precision layer): what calibration costs in speed."""
@@ -42,7 +60,7 @@ class EdgebertPlain(Edgebert):
     key = "edgebert_plain"
 
 
-class Padded:
+class Padded(Engine):
     """Text path shared by the peers; subclasses give ``run`` on int64 numpy arrays."""
 
     def _init_text(self, model_dir: str):
@@ -100,6 +118,10 @@ class OrtInt8(Padded):
     def run(self, ids, mask, types):
         return self.session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
 
+    def settings(self) -> dict:
+        return {"intra_op_num_threads": "threads", "inter_op_num_threads": 1,
+                "allow_spinning": "on (ORT default)", "graph_optimization_level": "ORT_ENABLE_ALL"}
+
 
 class OrtFp32(OrtInt8):
     label = "ORT fp32"
@@ -114,7 +136,7 @@ class TorchFp32(Padded):
         from transformers import AutoModel
 
         self._init_text(paths["model_dir"])
-        self.torch, self.threads = torch, threads
+        self.torch = torch
         self.file = str(Path(paths["model_dir"]) / "model.safetensors")
         torch.set_num_threads(threads)
         self.model = self._prepare(AutoModel.from_pretrained(paths["model_dir"], local_files_only=True).eval())
@@ -124,11 +146,13 @@ class TorchFp32(Padded):
 
     def run(self, ids, mask, types):
         torch = self.torch
-        if torch.get_num_threads() != self.threads:  # one process runs several thread counts
-            torch.set_num_threads(self.threads)
         with torch.inference_mode():
             return self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
                               token_type_ids=torch.from_numpy(types)).last_hidden_state.numpy()
+
+    def settings(self) -> dict:
+        return {"torch.set_num_threads": "threads",
+                "attn_implementation": getattr(self.model.config, "_attn_implementation", None)}
 
 
 class TorchDynamicInt8(TorchFp32):

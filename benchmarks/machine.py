@@ -38,22 +38,22 @@ def versions() -> dict:
 
 
 def runtime_settings() -> dict:
-    """Threading layers and kernel choices that change results (call after the engines ran)."""
+    """Threading layers and kernel choices that change results, for the engines this process ran
+    (call in each engine's process after it ran; the coordinator merges them)."""
     out = {"openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                                                         "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
                             if k in os.environ}}
-    try:
+    if "edgebert" in sys.modules:
         import numba
 
-        out["numba_threading_layer"] = numba.threading_layer()
-    except Exception as e:  # no parallel region has run yet
-        out["numba_threading_layer"] = f"unknown ({type(e).__name__})"
-    try:
         from edgebert.runtime.kernels.cpu import kernel_path
 
+        try:
+            out["numba_threading_layer"] = numba.threading_layer()
+        except Exception as e:  # no parallel region has run yet
+            out["numba_threading_layer"] = f"unknown ({type(e).__name__})"
         out["edgebert_kernel_path"] = kernel_path()
-    except Exception as e:
-        out["edgebert_kernel_path"] = f"unknown ({type(e).__name__})"
+        out["edgebert_gomp_spincount"] = os.environ.get("GOMP_SPINCOUNT")
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
         out["torch_quantized_engine"] = torch.backends.quantized.engine

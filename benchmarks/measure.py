@@ -1,5 +1,6 @@
 """Interleaved timing: every repetition runs each engine once, in a rotating order,
-so that drift (another process, clocks, heat) hits all engines alike."""
+so that drift (another process, clocks, heat) hits all engines alike; one timed
+call (run in the engine's own process); accuracy of embeddings."""
 from __future__ import annotations
 
 import gc
@@ -9,17 +10,13 @@ import time
 import numpy as np
 
 
-def interleaved(calls: dict, reps: int, warmup: int = 1, settle_s: float = 0.0,
-                budget_s: float | None = None, min_reps: int = 1, warm_each: int = 0) -> dict:
-    """{name: fn} -> {name: [seconds per call]}, at most ``reps`` rounds.
+def interleaved(calls: dict, reps: int, warmup: int = 1, budget_s: float | None = None,
+                min_reps: int = 1) -> dict:
+    """{name: fn returning seconds} -> {name: [seconds]}, at most ``reps`` rounds.
 
-    Before each timed call the process is let go quiet (``wait_quiet``): the
-    worker threads a previous engine left spinning (ONNX Runtime spins for
-    about 20-40 ms after a call, OpenMP about 1 ms) must not steal a core from
-    the engine being timed; ``settle_s`` is the least pause. ``warm_each``:
-    one untimed call of the same engine right before the timed one, so each
-    engine is timed hot (its caches, thread pool and spinning workers its
-    own), as in a stream of requests. ``budget_s``: stop early (never before
+    Each ``fn`` times its own call (in the engine's process: ``timed`` through
+    ``workers.Worker.time``) and returns only once that process is quiet.
+    ``warmup`` untimed rounds first. ``budget_s``: stop early (never before
     ``min_reps`` rounds) when one more round would end past it.
     """
     names = list(calls)
@@ -29,24 +26,36 @@ def interleaved(calls: dict, reps: int, warmup: int = 1, settle_s: float = 0.0,
     times = {name: [] for name in names}
     start = time.perf_counter()
     for r in range(reps):
-        gc.collect()
-        gc.disable()
-        try:
-            for name in names[r % len(names):] + names[:r % len(names)]:
-                if settle_s:
-                    time.sleep(settle_s)
-                    wait_quiet()
-                for _ in range(warm_each):
-                    calls[name]()
-                t0 = time.perf_counter()
-                calls[name]()
-                times[name].append(time.perf_counter() - t0)
-        finally:
-            gc.enable()
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(calls[name]())
         elapsed = time.perf_counter() - start
         if budget_s and r + 1 >= min_reps and elapsed * (r + 2) / (r + 1) > budget_s:
             break
     return times
+
+
+def timed(fn, warm: int = 0, settle_s: float = 0.0) -> float:
+    """Seconds of one ``fn()`` after ``warm`` untimed calls (hot, as in a stream of requests).
+
+    Afterwards, at least ``settle_s`` of pause and then until this process is
+    quiet (``wait_quiet``): the worker threads it leaves spinning (ONNX Runtime
+    spins for about 20-40 ms after a call, OpenMP about 1 ms) must not steal a
+    core from the next engine timed.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(warm):
+            fn()
+        t0 = time.perf_counter()
+        fn()
+        seconds = time.perf_counter() - t0
+    finally:
+        gc.enable()
+    if settle_s:
+        time.sleep(settle_s)
+        wait_quiet()
+    return seconds
 
 
 def _cpu_s() -> float:

@@ -65,19 +65,21 @@ def markdown(r: dict) -> str:
              f"Python {v['python']}, numpy {v['numpy']}, numba {v['numba']}, onnxruntime {v['onnxruntime']}, "
              f"torch {v['torch']}, transformers {v['transformers']}. edgebert kernel path "
              f"`{rt.get('edgebert_kernel_path')}`, Numba threading layer `{rt.get('numba_threading_layer')}`, "
-             f"OpenBLAS variables {rt.get('openblas_env') or 'unset'}. ONNX Runtime: "
-             f"intra_op_num_threads = threads, inter_op 1, spinning on (its default); its models were exported "
-             f"by {r['ort_models']['exporter']}, optimized (fused: "
+             f"OpenBLAS variables {rt.get('openblas_env') or 'unset'}. "
+             + _isolation(r) + "ONNX Runtime: intra_op_num_threads = threads, inter_op 1, spinning on "
+             f"(its default). Ratios are {ratio_head}: below 1 means edgebert is faster (latency) or, for "
+             "throughput, slower.", "",
+             f"**ONNX Runtime's models were exported by {r['ort_models']['exporter']}**, then optimized (fused: "
              f"{', '.join(f'{k} {n}' for k, n in r['ort_models']['fused_operators'].items())}) "
-             f"and quantized dynamically (per-channel QInt8 weights). Ratios are "
-             f"{ratio_head}: below 1 means edgebert is faster (latency) or, for throughput, slower.", ""]
+             f"and quantized dynamically (per-channel QInt8 weights).", ""]
 
     lines += ["## Latency of the model call (median ms, p90 in brackets; lower is better)", "",
               "Identical real token ids (windows of the Lee news corpus) for every engine; tokenization "
-              f"not timed. Rounds interleave the engines in rotating order, with an untimed "
-              f"pause of {r.get('plan', {}).get('settle_s', 0) * 1e3:.0f} ms or more before each call, until the "
-              "process is quiet (the previous engine's spinning worker threads have gone idle), then one "
-              "untimed call of the same engine: hot latency, as in a stream of requests.", ""]
+              f"not timed. Rounds interleave the engines in rotating order, one engine running at a time; "
+              f"each timed call follows one untimed call of the same engine (hot latency, as in a stream of "
+              f"requests) and is followed by an untimed pause of {r.get('plan', {}).get('settle_s', 0) * 1e3:.0f} "
+              "ms or more, until that engine's spinning worker threads have gone idle, before the next "
+              "engine runs.", ""]
     rows = []
     for row in r["latency"]:
         e = row["engines"]
@@ -120,6 +122,13 @@ def markdown(r: dict) -> str:
              if r["engines"][n].get("file_note")}
     lines += [""] + [f"\\* {label}: {note}." for label, note in notes.items()]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _isolation(r: dict) -> str:
+    if r.get("isolation") == "process per engine":
+        return ("Each engine runs in a worker process of its own (multiprocessing spawn, the benchmark's "
+                "starting environment), driven over a pipe by a coordinator. ")
+    return "All engines ran in one process (runs before per-engine processes). "
 
 
 def chart(r: dict, path: Path) -> None:

@@ -1,4 +1,4 @@
-"""edgebert int8 against ONNX Runtime and PyTorch on all-MiniLM-L6-v2, in one process.
+"""edgebert int8 against ONNX Runtime and PyTorch on all-MiniLM-L6-v2, each engine in its own process.
 
     python -m benchmarks.run [--quick] [--threads 1 2] [--out benchmarks/results]
 
@@ -6,8 +6,9 @@ Per thread count: latency of the model call alone at batch x tokens 1x16,
 1x128, 1x512 and 32x128 (identical real token ids for every engine), and
 end-to-end throughput embedding the Lee corpus sentences. Then new-process
 cold start, peak RSS, file sizes, and accuracy against PyTorch fp32 on the
-Pang-Lee sentences. Repetitions are interleaved across engines.
-Writes latest.json, latest.md and latest.png under --out.
+Pang-Lee sentences. Every engine runs in a worker process of its own
+(benchmarks/workers.py), one at a time; repetitions are interleaved across
+engines. Writes latest.json, latest.md and latest.png under --out.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from benchmarks import coldstart, engines, inputs, machine, measure, report
 from benchmarks.prepare import prepare
+from benchmarks.workers import Worker, engine_env
 
 # Rounds: at most *_reps/rounds, fewer (not under the minimum) when more would run
 # past the budget (seconds per shape, or per thread count for throughput).
@@ -45,7 +47,8 @@ def main(argv=None) -> dict:
     started = time.time()
 
     results = {"machine": machine.machine_info(), "mode": "quick" if args.quick else "full",
-               "threads": args.threads, "plan": _plain(plan), "engines": {}, "latency": [], "throughput": []}
+               "threads": args.threads, "plan": _plain(plan), "isolation": "process per engine",
+               "engines": {}, "latency": [], "throughput": []}
     log("preparing model files")
     paths = prepare(rebuild=args.rebuild)
     results["ort_models"] = paths["ort_manifest"]
@@ -55,30 +58,22 @@ def main(argv=None) -> dict:
     vectors = {}
 
     for threads in args.threads:
-        # HF tokenizers (used by every engine) reads this at each call: 1 thread means 1 here too.
-        os.environ["TOKENIZERS_PARALLELISM"] = "true" if threads > 1 else "false"
-        log(f"threads={threads}: loading engines")
-        loaded = {name: engines.ENGINES[name](paths, threads) for name in names}
-        for (b, t), (ids, mask, types) in shapes.items():
-            log(f"threads={threads}: latency {b}x{t}")
-            calls = {n: (lambda e=e: e.run(ids, mask, types)) for n, e in loaded.items()}
-            times = measure.interleaved(calls, plan["latency_reps"][(b, t)], settle_s=plan["settle_s"],
-                                        budget_s=plan["budget_s"], min_reps=plan["min_reps"], warm_each=True)
-            results["latency"].append({"threads": threads, "batch": b, "tokens": t,
-                                       "engines": {n: measure.summary_ms(s) for n, s in times.items()}})
-        log(f"threads={threads}: throughput on {len(corpus)} sentences")
-        for e in loaded.values():
-            e.embed(corpus[:64])  # warm-up with the batching path
-        calls = {n: (lambda e=e: e.embed(corpus)) for n, e in loaded.items()}
-        times = measure.interleaved(calls, plan["throughput_rounds"], warmup=0, settle_s=plan["settle_s"],
-                                    budget_s=plan["throughput_budget_s"])
-        results["throughput"].append({"threads": threads, "texts": len(corpus), "batch_size": engines.BATCH,
-                                      "engines": {n: _throughput(s, len(corpus)) for n, s in times.items()}})
-        if threads == args.threads[-1]:
-            log(f"threads={threads}: accuracy on {len(accuracy_texts)} Pang-Lee sentences")
-            vectors = {n: e.embed(accuracy_texts) for n, e in loaded.items()}
-        results["engines"] = {n: _describe(n, e, threads) for n, e in loaded.items()}
-        del loaded
+        log(f"threads={threads}: starting one worker process per engine")
+        workers = {name: Worker(engines.ENGINES[name], paths, threads, env=engine_env(threads)) for name in names}
+        try:
+            for w in workers.values():
+                w.ready()
+            _measure(workers, threads, plan, shapes, corpus, results)
+            if threads == args.threads[-1]:
+                log(f"threads={threads}: accuracy on {len(accuracy_texts)} Pang-Lee sentences")
+                vectors = {n: w.call("embed", accuracy_texts) for n, w in workers.items()}
+            results["engines"] = {n: w.call("describe") for n, w in workers.items()}
+            results["runtime"] = {}
+            for w in workers.values():
+                results["runtime"].update(w.call(machine.runtime_settings))
+        finally:
+            for w in workers.values():
+                w.close()
 
     if engines.REFERENCE in vectors:
         results["accuracy"] = {"reference": engines.REFERENCE, "texts": len(accuracy_texts),
@@ -89,12 +84,30 @@ def main(argv=None) -> dict:
         results["coldstart"] = {"threads": threads, "reps": plan["coldstart_reps"],
                                 "engines": coldstart.cold_start(paths, names, threads, corpus[0],
                                                                 plan["coldstart_reps"])}
-    results["runtime"] = machine.runtime_settings()
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
     results["elapsed_s"] = round(time.time() - started, 1)
     report.write_all(results, args.out)
     log(f"done in {results['elapsed_s']} s: {args.out / 'latest.md'}")
     return results
+
+
+def _measure(workers: dict, threads: int, plan: dict, shapes: dict, corpus: list, results: dict) -> None:
+    """Latency at every shape, then throughput on the corpus: one engine at a time, interleaved."""
+    settle = plan["settle_s"]
+    for (b, t), arrays in shapes.items():
+        log(f"threads={threads}: latency {b}x{t}")
+        calls = {n: (lambda w=w: w.time("run", *arrays, warm=1, settle_s=settle)) for n, w in workers.items()}
+        times = measure.interleaved(calls, plan["latency_reps"][(b, t)], budget_s=plan["budget_s"],
+                                    min_reps=plan["min_reps"])
+        results["latency"].append({"threads": threads, "batch": b, "tokens": t,
+                                   "engines": {n: measure.summary_ms(s) for n, s in times.items()}})
+    log(f"threads={threads}: throughput on {len(corpus)} sentences")
+    for w in workers.values():
+        w.time("embed", corpus[:64], settle_s=settle)  # warm-up with the batching path
+    calls = {n: (lambda w=w: w.time("embed", corpus, settle_s=settle)) for n, w in workers.items()}
+    times = measure.interleaved(calls, plan["throughput_rounds"], warmup=0, budget_s=plan["throughput_budget_s"])
+    results["throughput"].append({"threads": threads, "texts": len(corpus), "batch_size": engines.BATCH,
+                                  "engines": {n: _throughput(s, len(corpus)) for n, s in times.items()}})
 
 
 def _plain(plan: dict) -> dict:
@@ -104,21 +117,6 @@ def _plain(plan: dict) -> dict:
 def _throughput(seconds: list, n: int) -> dict:
     s = measure.summary_ms(seconds)
     return {"texts_per_s": n / (s["median_ms"] / 1e3), "median_s": s["median_ms"] / 1e3, "n": s["n"]}
-
-
-def _describe(name: str, engine, threads: int) -> dict:
-    out = {"label": engine.label, "file": engine.file, "file_bytes": os.path.getsize(engine.file)}
-    if getattr(engine, "file_note", None):
-        out["file_note"] = engine.file_note
-    if name.startswith("ort"):
-        out["settings"] = {"intra_op_num_threads": "threads", "inter_op_num_threads": 1,
-                           "allow_spinning": "on (ORT default)", "graph_optimization_level": "ORT_ENABLE_ALL"}
-    elif name.startswith("torch"):
-        out["settings"] = {"torch.set_num_threads": "threads",
-                           "attn_implementation": getattr(engine.model.config, "_attn_implementation", None)}
-    else:
-        out["settings"] = {"threads": "threads", "max_length": engine.model.max_length}
-    return out
 
 
 def log(message: str) -> None:
