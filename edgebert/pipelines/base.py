@@ -74,14 +74,21 @@ class Pipeline:
                                             batch_size=self.batch_size)
 
 
+# Probabilities in the logits' own precision (float32 from the engine), as transformers'
+# pipelines compute them: scores that round to the same float32 there (a saturated
+# sigmoid, a near-tie) round alike here, so they rank alike.
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
+    x = x.astype(np.result_type(x.dtype, np.float32), copy=False)
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+    x = np.asarray(x)
+    x = x.astype(np.result_type(x.dtype, np.float32), copy=False)
+    with np.errstate(over="ignore"):  # exp(-x) = inf for x < -88 gives 0, as it should
+        return 1.0 / (1.0 + np.exp(-x))
 
 
 def check_top_k(top_k, allow_none: bool = True):

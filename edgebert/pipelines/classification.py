@@ -51,7 +51,7 @@ class TextClassificationPipeline(Pipeline):
             raise InputError(f"function_to_apply must be one of {FUNCTIONS}, got {function!r}")
         if function == "softmax":
             return softmax(logits)
-        return sigmoid(logits) if function == "sigmoid" else logits.astype(np.float64)
+        return sigmoid(logits) if function == "sigmoid" else logits
 
 
 class NextSentencePipeline(TextClassificationPipeline):
