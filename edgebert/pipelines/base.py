@@ -49,12 +49,16 @@ class Pipeline:
         id2label = self.model.head["id2label"]
         return [id2label[str(i)] for i in range(len(id2label))]
 
-    def encode(self, texts: list, pairs: list | None = None, truncation: bool = False) -> list[Encoding]:
-        """Encodings (with offsets); over-long inputs are cut (``truncation``) or refused."""
+    def encode(self, texts: list, pairs: list | None = None, truncation: bool = False,
+               max_length: int | None = None) -> list[Encoding]:
+        """Encodings (with offsets); over-long inputs are cut (``truncation``, to ``max_length``
+        or the model's maximum) or refused."""
         texts = [as_text(t, i) for i, t in enumerate(texts)]
         limit = self.model.max_length
+        if max_length is not None and max_length > limit:
+            raise InputError(f"max_length {max_length} is more than the model's maximum of {limit} tokens")
         if truncation:
-            self.tokenizer.enable_truncation(limit, strategy="longest_first")
+            self.tokenizer.enable_truncation(max_length or limit, strategy="longest_first")
         try:
             if pairs is None:
                 encodings = self.tokenizer.encode_batch(texts)
@@ -89,6 +93,27 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     x = x.astype(np.result_type(x.dtype, np.float32), copy=False)
     with np.errstate(over="ignore"):  # exp(-x) = inf for x < -88 gives 0, as it should
         return 1.0 / (1.0 + np.exp(-x))
+
+
+def tokenizer_options(options: dict | None, truncation, name: str) -> tuple[bool, int | None]:
+    """(truncation, max_length) from transformers' tokenizer kwargs (``name``: the option's name
+    in that pipeline) and the ``truncation`` option; ``max_length`` alone truncates, as there."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - {"truncation", "max_length"})
+    if unknown:
+        raise InputError(f"{name}: only truncation and max_length are supported, got {unknown}")
+    if truncation is not None:
+        if "truncation" in options:
+            raise InputError(f"truncation given twice (as an option and in {name})")
+        options["truncation"] = truncation
+    max_length = options.get("max_length")
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
+                                   or max_length < 2):
+        raise InputError(f"max_length must be an integer of at least 2, got {max_length!r}")
+    cut = options.get("truncation")
+    if cut not in (None, True, False, "longest_first"):
+        raise InputError(f"truncation must be True, False or 'longest_first', got {cut!r}")
+    return bool(cut) or (max_length is not None and cut is None), max_length
 
 
 def check_top_k(top_k, allow_none: bool = True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .base import Pipeline, check_top_k, sigmoid, softmax
+from .base import Pipeline, check_top_k, sigmoid, softmax, tokenizer_options
 
 FUNCTIONS = ("softmax", "sigmoid", "none")
 _UNSET = object()
@@ -22,9 +22,11 @@ class TextClassificationPipeline(Pipeline):
         results = super().__call__(inputs, top_k=None if legacy else check_top_k(top_k), legacy=legacy, **kwargs)
         return [results] if legacy and isinstance(inputs, str) else results
 
-    def process(self, items, top_k=None, legacy=True, function_to_apply=None, truncation=False):
+    def process(self, items, top_k=None, legacy=True, function_to_apply=None, truncation=None, max_length=None):
         texts, pairs = split_pairs(items)
-        logits = np.stack([r["logits"] for r in self.run(self.encode(texts, pairs, truncation), ["logits"])])
+        cut, max_length = tokenizer_options({"max_length": max_length} if max_length else {}, truncation, "options")
+        encodings = self.encode(texts, pairs, cut, max_length)
+        logits = np.stack([r["logits"] for r in self.run(encodings, ["logits"])])
         scores = self.scores(logits, function_to_apply)
         labels = self.labels()
         out = []
@@ -38,7 +40,10 @@ class TextClassificationPipeline(Pipeline):
         return out
 
     def scores(self, logits: np.ndarray, function: str | None) -> np.ndarray:
-        """transformers' default: regression -> none; multi-label or one label -> sigmoid; else softmax."""
+        """transformers' default: regression -> none; multi-label or one label -> sigmoid; else softmax.
+        A name in any case ("SIGMOID"), as transformers accepts it."""
+        if isinstance(function, str):
+            function = function.lower()
         if function is None:
             problem = self.model.head.get("problem_type")
             if problem == "regression":

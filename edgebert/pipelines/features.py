@@ -4,17 +4,19 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .base import Pipeline
+from .base import Pipeline, tokenizer_options
 
 
 class FeatureExtractionPipeline(Pipeline):
     """``pipe(text)`` -> last hidden states as nested lists of shape (1, tokens, hidden)
-    (``return_tensors=True``: a float32 array). Works on any model file."""
+    (``return_tensors=True``: a float32 array). Works on any model file. ``truncation`` and
+    ``tokenize_kwargs={"truncation": ..., "max_length": n}`` as transformers takes them."""
 
     task = "feature-extraction"
 
-    def process(self, items, return_tensors=False, truncation=False):
-        runs = self.run(self.encode(items, truncation=truncation), ["last_hidden_state"])
+    def process(self, items, return_tensors=False, truncation=None, tokenize_kwargs=None):
+        cut, max_length = tokenizer_options(tokenize_kwargs, truncation, "tokenize_kwargs")
+        runs = self.run(self.encode(items, truncation=cut, max_length=max_length), ["last_hidden_state"])
         arrays = [r["last_hidden_state"][None] for r in runs]
         return arrays if return_tensors else [a.tolist() for a in arrays]
 

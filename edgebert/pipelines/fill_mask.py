@@ -4,12 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .base import Pipeline, check_top_k, softmax
+from .base import Pipeline, check_top_k, softmax, tokenizer_options
 
 
 class FillMaskPipeline(Pipeline):
     """``pipe("Paris is the [MASK] of France.")`` -> [{"score", "token", "token_str", "sequence"}, ...]
-    (one such list per mask when a text has several)."""
+    (one such list per mask when a text has several). ``tokenizer_kwargs`` (truncation,
+    max_length) as transformers takes them."""
 
     task = "fill-mask"
     heads = ("masked-lm", "pretraining")
@@ -24,12 +25,13 @@ class FillMaskPipeline(Pipeline):
         self.mask_id = self.tokenizer.token_to_id(self.mask_token)
         self.output = "logits" if self.model.head["task"] == "masked-lm" else "prediction_logits"
 
-    def process(self, items, top_k=5, targets=None, truncation=False):
+    def process(self, items, top_k=5, targets=None, truncation=None, tokenizer_kwargs=None):
         top_k = check_top_k(top_k, allow_none=False)
         target_ids = None if targets is None else self.target_ids(targets)
         if target_ids is not None:
             top_k = min(top_k, len(target_ids))
-        encodings = self.encode(items, truncation=truncation)
+        cut, max_length = tokenizer_options(tokenizer_kwargs, truncation, "tokenizer_kwargs")
+        encodings = self.encode(items, truncation=cut, max_length=max_length)
         for i, enc in enumerate(encodings):
             if self.mask_id not in enc.ids:
                 raise InputError(f"input {i} has no mask token {self.mask_token}; put it where a word is missing")

@@ -16,7 +16,11 @@ class TokenClassificationPipeline(Pipeline):
     task = "token-classification"
     heads = ("token-classification",)
 
-    def process(self, items, aggregation_strategy="none", ignore_labels=("O",)):
+    def process(self, items, aggregation_strategy="none", ignore_labels=None):
+        if isinstance(aggregation_strategy, str):
+            aggregation_strategy = aggregation_strategy.lower()  # any case, as transformers takes it
+        if ignore_labels is None:
+            ignore_labels = ("O",)
         if aggregation_strategy not in STRATEGIES:
             raise InputError(f"aggregation_strategy must be one of {STRATEGIES}, got {aggregation_strategy!r}")
         encodings = self.encode(items, truncation=True)

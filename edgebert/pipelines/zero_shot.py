@@ -27,6 +27,15 @@ class ZeroShotClassificationPipeline(Pipeline):
         self.entail = entail[0]
         self.contra = -1 if self.entail == 0 else 0
 
+    def __call__(self, inputs, *args, **kwargs):
+        """``pipe(text, candidate_labels)``: the labels may come second, as transformers takes them."""
+        if args:
+            if len(args) > 1 or "candidate_labels" in kwargs:
+                raise InputError("zero-shot-classification takes (inputs, candidate_labels): got more "
+                                 "positional arguments, or candidate_labels both ways")
+            kwargs["candidate_labels"] = args[0]
+        return super().__call__(inputs, **kwargs)
+
     def process(self, items, candidate_labels=None, hypothesis_template="This example is {}.", multi_label=False):
         if isinstance(candidate_labels, str):
             candidate_labels = [x.strip() for x in candidate_labels.split(",") if x.strip()]
