@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
+from .. import names
 from ..errors import InputError
 from ..model import Model, load
 from ..text import as_text
@@ -28,7 +29,7 @@ class Pipeline:
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model, self.batch_size, self.defaults = model, batch_size, defaults
         # Our own instance: truncation settings differ per call and per task.
-        self.tokenizer = Tokenizer.from_str(model.file.metadata["edgebert.tokenizer"])
+        self.tokenizer = Tokenizer.from_str(model.file.metadata[names.TOKENIZER])
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
 
