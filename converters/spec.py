@@ -76,9 +76,6 @@ class EncoderConfig:
         return asdict(self)
 
 
-BertConfig = EncoderConfig  # BERT is the family's defaults
-
-
 @dataclass
 class Slot:
     """One tensor a loader must fill: its role (edgebert/names.py) says how quantization treats it."""

@@ -5,7 +5,7 @@ each a tensor name prefix), attribute checkers, whether its output has one row
 per sequence, the ONNX op types it may be lowered from, and a rule that checks
 its tensors and infers its output width. Graph validation
 (``edgebert.format.validate_graph``) only walks this table; each runtime
-backend registers one implementation per op here (``runtime/bind_*.py``), and a
+backend registers one implementation per op here (``runtime/backend_*.py``), and a
 test fails when an op lacks one or a NumPy reference. No numpy or numba here:
 the schema is importable anywhere, cheaply.
 """
@@ -135,7 +135,7 @@ class GraphContext:
         if quantized is True or (quantized is None and prefix + names.SCALE in self.tensors):
             self.expect(prefix + names.SCALE, shape[:1])
         elif prefix + names.SCALE in self.tensors:
-            raise ValueError(f"tensor {show(prefix + '.scale')} present but {show(name)} is not int8")
+            raise ValueError(f"tensor {show(prefix + names.SCALE)} present but {show(name)} is not int8")
         if bias:
             self.expect(prefix + names.BIAS, shape[:1])
         return shape

@@ -52,7 +52,7 @@ def _tiny_model_file(folder: Path) -> Path:
 
     from .converters.calibrate import QuantPlan
     from .converters.pipeline import metadata, quantize_spec
-    from .converters.spec import BertConfig, ModelSpec
+    from .converters.spec import EncoderConfig, ModelSpec
     from .format import write_model
 
     vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b", "c", "d"])}
@@ -60,8 +60,8 @@ def _tiny_model_file(folder: Path) -> Path:
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
                                                        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    config = BertConfig(vocab_size=len(vocab), hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
-                        max_position_embeddings=64, type_vocab_size=2, layer_norm_eps=1e-12)
+    config = EncoderConfig(vocab_size=len(vocab), hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
+                           max_position_embeddings=64, type_vocab_size=2, layer_norm_eps=1e-12)
     spec = ModelSpec(source_architecture="BertModel", config=config, tokenizer_json=tok.to_str(), max_length=64,
                      pad_token_id=0)
     rng = np.random.default_rng(0)

@@ -4,11 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgebert import names
-from edgebert.converters.spec import BertConfig, bert_slots
+from edgebert.converters.spec import EncoderConfig, bert_slots
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "format.md").read_text()
-TINY = BertConfig(vocab_size=10, hidden_size=8, num_layers=2, num_heads=2, intermediate_size=16,
-                  max_position_embeddings=6, type_vocab_size=2, layer_norm_eps=1e-12)
+TINY = EncoderConfig(vocab_size=10, hidden_size=8, num_layers=2, num_heads=2, intermediate_size=16,
+                     max_position_embeddings=6, type_vocab_size=2, layer_norm_eps=1e-12)
 
 
 def test_every_metadata_key_is_documented():
