@@ -1,4 +1,4 @@
-"""The ``edgebert`` command: convert, info, embed, demo, and the task commands (JSON lines out)."""
+"""The ``edgebert`` command: convert, info, embed, demo; the task commands live in cli_tasks.py."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import names
+from .cli_tasks import add_task_parsers
 from .errors import EdgebertError, InputError
 
 
@@ -86,92 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--cache", default=None, help="cache folder (default: $EDGEBERT_CACHE or ~/.cache/edgebert)")
     d.add_argument("--threads", type=int, default=None)
     d.set_defaults(func=_demo)
-    _task_parsers(sub)
+    add_task_parsers(sub)
     return p
-
-
-def _task_parsers(sub) -> None:
-    """classify, ner, qa, fill-mask, summarize: texts from arguments, --input FILE or stdin."""
-    def task(name, help_text, func, texts_help="texts (default: one per line from --input or stdin)"):
-        t = sub.add_parser(name, help=help_text)
-        t.add_argument("file", help=".edgebert model file")
-        t.add_argument("texts", nargs="*", help=texts_help)
-        t.add_argument("--input", default=None, help="text file, one text per line ('-' = stdin)")
-        t.add_argument("--threads", type=int, default=None)
-        t.set_defaults(func=func)
-        return t
-
-    c = task("classify", "text classification (pairs: TEXT<tab>PAIR with --pairs)", _classify)
-    c.add_argument("--top-k", type=int, default=1)
-    c.add_argument("--pairs", action="store_true", help="each text is 'first<TAB>second' (e.g. NLI)")
-    c.add_argument("--truncate", action="store_true", help="cut texts longer than the model's maximum")
-    n = task("ner", "token classification with character offsets", _ner)
-    n.add_argument("--aggregation", default="simple", choices=["none", "simple", "first", "average", "max"])
-    q = task("qa", "extractive question answering", _qa, texts_help="contexts (default: from --input or stdin)")
-    q.add_argument("--question", required=True)
-    q.add_argument("--top-k", type=int, default=1)
-    q.add_argument("--handle-impossible-answer", action="store_true")
-    f = task("fill-mask", "fill [MASK] tokens", _fill_mask)
-    f.add_argument("--top-k", type=int, default=5)
-    s = task("summarize", "extractive summary of each document", _summarize,
-             texts_help="documents (default: the whole of --input or stdin is one document)")
-    s.add_argument("--max-sentences", type=int, default=3)
-    s.add_argument("--max-chars", type=int, default=None)
-
-
-def _task_texts(args, whole: bool = False) -> list[str]:
-    if args.texts:
-        return list(args.texts)
-    source = args.input or "-"
-    if whole:
-        return ["\n".join(read_lines(source))]
-    return [t for t in read_lines(source) if t.strip()]
-
-
-def _print_lines(results) -> int:
-    for r in results:
-        print(json.dumps(r, ensure_ascii=False))
-    return 0
-
-
-def _task_pipeline(args, task: str):
-    from . import load, pipeline
-
-    return pipeline(task, model=load(args.file, threads=args.threads))
-
-
-def _classify(args) -> int:
-    texts = _task_texts(args)
-    if args.pairs:
-        split = [t.split("\t", 1) for t in texts]
-        bad = [i for i, parts in enumerate(split) if len(parts) != 2]
-        if bad:
-            raise InputError(f"text {bad[0]} has no TAB between the pair's two texts")
-        texts = [{"text": a, "text_pair": b} for a, b in split]
-    return _print_lines(_task_pipeline(args, "text-classification")(texts, top_k=args.top_k,
-                                                                    truncation=args.truncate))
-
-
-def _ner(args) -> int:
-    return _print_lines(_task_pipeline(args, "token-classification")(
-        _task_texts(args), aggregation_strategy=args.aggregation))
-
-
-def _qa(args) -> int:
-    contexts = _task_texts(args)
-    results = _task_pipeline(args, "question-answering")(
-        [{"question": args.question, "context": c} for c in contexts], top_k=args.top_k,
-        handle_impossible_answer=args.handle_impossible_answer)
-    return _print_lines(results)
-
-
-def _fill_mask(args) -> int:
-    return _print_lines(_task_pipeline(args, "fill-mask")(_task_texts(args), top_k=args.top_k))
-
-
-def _summarize(args) -> int:
-    return _print_lines(_task_pipeline(args, "summarization")(
-        _task_texts(args, whole=True), max_sentences=args.max_sentences, max_chars=args.max_chars))
 
 
 def _convert(args) -> int:

@@ -31,13 +31,25 @@ def supported_tasks() -> list[str]:
     return sorted(TASKS) + sorted(ALIASES)
 
 
+def pipeline_class(task: str) -> type:
+    """The class that runs ``task`` (or one of its aliases); its ``options`` declare its call options."""
+    name = ALIASES.get(task, task)
+    if name not in TASKS:
+        raise InputError(f"unknown task {task!r}; supported tasks: {', '.join(supported_tasks())}")
+    module, cls = TASKS[name]
+    return getattr(importlib.import_module(f".{module}", __name__), cls)
+
+
 def pipeline(task: str, model, **kwargs):
     """A pipeline for ``task`` over ``model`` (a ``.edgebert`` path or a loaded :class:`edgebert.Model`).
 
     ``kwargs``: ``batch_size``, ``threads`` and the task's default call options.
     """
-    name = ALIASES.get(task, task)
-    if name not in TASKS:
-        raise InputError(f"unknown task {task!r}; supported tasks: {', '.join(supported_tasks())}")
-    module, cls = TASKS[name]
-    return getattr(importlib.import_module(f".{module}", __name__), cls)(model, **kwargs)
+    return pipeline_class(task)(model, **kwargs)
+
+
+def options_schema(task: str) -> dict:
+    """The JSON Schema of ``task``'s call options (a request body's ``parameters``)."""
+    from .options import json_schema
+
+    return json_schema(pipeline_class(task).options)

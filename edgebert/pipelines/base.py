@@ -10,11 +10,13 @@ from .. import names
 from ..errors import InputError
 from ..model import Model, load
 from ..text import as_text
+from .options import Option, resolve
 
 
 class Pipeline:
     task = ""
     heads: tuple[str, ...] = ()  # head tasks this pipeline runs on; () = any model
+    options: tuple[Option, ...] = ()  # its call options, declared once (see options.py)
 
     def __init__(self, model, batch_size: int = 32, threads: int | None = None, **defaults):
         if isinstance(model, (str, Path)):
@@ -27,6 +29,7 @@ class Pipeline:
                              f"{model.file.path} has {task or 'no head (a bare encoder)'}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        resolve(self.options, defaults, self.task)  # a wrong default fails here, not at the first call
         self.model, self.batch_size, self.defaults = model, batch_size, defaults
         # Our own instance: truncation settings differ per call and per task.
         self.tokenizer = Tokenizer.from_str(model.file.metadata[names.TOKENIZER])
@@ -39,7 +42,7 @@ class Pipeline:
         items = [inputs] if single else list(inputs)
         if not items:
             return []
-        results = self.process(items, **{**self.defaults, **kwargs})
+        results = self.process(items, **resolve(self.options, {**self.defaults, **kwargs}, self.task))
         return results[0] if single else results
 
     def process(self, items: list, **options) -> list:
@@ -96,30 +99,14 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-x))
 
 
-def tokenizer_options(options: dict | None, truncation, name: str) -> tuple[bool, int | None]:
+def tokenizer_options(settings: dict | None, truncation, name: str) -> tuple[bool, int | None]:
     """(truncation, max_length) from transformers' tokenizer kwargs (``name``: the option's name
-    in that pipeline) and the ``truncation`` option; ``max_length`` alone truncates, as there."""
-    options = dict(options or {})
-    unknown = sorted(set(options) - {"truncation", "max_length"})
-    if unknown:
-        raise InputError(f"{name}: only truncation and max_length are supported, got {unknown}")
+    in that pipeline, already checked) and the ``truncation`` option; ``max_length`` alone
+    truncates, as there."""
+    settings = dict(settings or {})
     if truncation is not None:
-        if "truncation" in options:
+        if "truncation" in settings:
             raise InputError(f"truncation given twice (as an option and in {name})")
-        options["truncation"] = truncation
-    max_length = options.get("max_length")
-    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
-                                   or max_length < 2):
-        raise InputError(f"max_length must be an integer of at least 2, got {max_length!r}")
-    cut = options.get("truncation")
-    if cut not in (None, True, False, "longest_first"):
-        raise InputError(f"truncation must be True, False or 'longest_first', got {cut!r}")
+        settings["truncation"] = truncation
+    max_length, cut = settings.get("max_length"), settings.get("truncation")
     return bool(cut) or (max_length is not None and cut is None), max_length
-
-
-def check_top_k(top_k, allow_none: bool = True):
-    if top_k is None and allow_none:
-        return None
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise InputError(f"top_k must be a positive integer{' or None' if allow_none else ''}, got {top_k!r}")
-    return top_k

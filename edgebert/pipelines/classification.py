@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .base import Pipeline, check_top_k, sigmoid, softmax, tokenizer_options
+from .base import Pipeline, sigmoid, softmax, tokenizer_options
+from .options import UNSET, Choice, Bool, max_length, top_k, truncation
 
 FUNCTIONS = ("softmax", "sigmoid", "none")
-_UNSET = object()
 
 
 class TextClassificationPipeline(Pipeline):
@@ -16,13 +16,22 @@ class TextClassificationPipeline(Pipeline):
 
     task = "text-classification"
     heads = ("sequence-classification",)
+    options = (
+        top_k(UNSET, nullable=True, help="how many labels per input, best first (None: all; unset: the best "
+                                         "one, not in a list)"),
+        Choice("function_to_apply", None, "softmax, sigmoid or none (default: from the model's problem type)",
+               nullable=True, choices=FUNCTIONS),
+        truncation(),
+        max_length(),
+    )
 
-    def __call__(self, inputs, top_k=_UNSET, **kwargs):
-        legacy = top_k is _UNSET
-        results = super().__call__(inputs, top_k=None if legacy else check_top_k(top_k), legacy=legacy, **kwargs)
+    def __call__(self, inputs, **kwargs):
+        results = super().__call__(inputs, **kwargs)
+        legacy = {**self.defaults, **kwargs}.get("top_k", UNSET) is UNSET
         return [results] if legacy and isinstance(inputs, str) else results
 
-    def process(self, items, top_k=None, legacy=True, function_to_apply=None, truncation=None, max_length=None):
+    def process(self, items, top_k, function_to_apply, truncation, max_length):
+        legacy, top_k = top_k is UNSET, None if top_k is UNSET else top_k
         texts, pairs = split_pairs(items)
         cut, max_length = tokenizer_options({"max_length": max_length} if max_length else {}, truncation, "options")
         encodings = self.encode(texts, pairs, cut, max_length)
@@ -41,9 +50,7 @@ class TextClassificationPipeline(Pipeline):
 
     def scores(self, logits: np.ndarray, function: str | None) -> np.ndarray:
         """transformers' default: regression -> none; multi-label or one label -> sigmoid; else softmax.
-        A name in any case ("SIGMOID"), as transformers accepts it."""
-        if isinstance(function, str):
-            function = function.lower()
+        ``function`` is checked (lower case) by its option."""
         if function is None:
             problem = self.model.head.get("problem_type")
             if problem == "regression":
@@ -52,8 +59,6 @@ class TextClassificationPipeline(Pipeline):
                 function = "sigmoid"
             else:
                 function = "softmax"
-        if function not in FUNCTIONS:
-            raise InputError(f"function_to_apply must be one of {FUNCTIONS}, got {function!r}")
         if function == "softmax":
             return softmax(logits)
         return sigmoid(logits) if function == "sigmoid" else logits
@@ -64,8 +69,11 @@ class NextSentencePipeline(TextClassificationPipeline):
 
     task = "next-sentence"
     heads = ("next-sentence", "pretraining")
+    options = (top_k(UNSET, nullable=True, help="how many labels per pair (None: both; unset: the best one)"),
+               Bool("truncation", False, "cut pairs longer than the model's maximum"))
 
-    def process(self, items, top_k=None, legacy=True, truncation=False):
+    def process(self, items, top_k, truncation):
+        legacy, top_k = top_k is UNSET, None if top_k is UNSET else top_k
         texts, pairs = split_pairs(items)
         if pairs is None:
             raise InputError('next-sentence needs text pairs: {"text": first, "text_pair": second}')

@@ -5,6 +5,7 @@ import numpy as np
 
 from ..errors import InputError
 from .base import Pipeline, tokenizer_options
+from .options import Bool, tokenizer_settings, truncation
 
 
 class FeatureExtractionPipeline(Pipeline):
@@ -13,8 +14,10 @@ class FeatureExtractionPipeline(Pipeline):
     ``tokenize_kwargs={"truncation": ..., "max_length": n}`` as transformers takes them."""
 
     task = "feature-extraction"
+    options = (Bool("return_tensors", False, "float32 arrays instead of nested lists", cli=False),
+               truncation(), tokenizer_settings("tokenize_kwargs"))
 
-    def process(self, items, return_tensors=False, truncation=None, tokenize_kwargs=None):
+    def process(self, items, return_tensors, truncation, tokenize_kwargs):
         cut, max_length = tokenizer_options(tokenize_kwargs, truncation, "tokenize_kwargs")
         runs = self.run(self.encode(items, truncation=cut, max_length=max_length), ["last_hidden_state"])
         arrays = [r["last_hidden_state"][None] for r in runs]
@@ -26,8 +29,9 @@ class SentenceSimilarityPipeline(Pipeline):
     with the file's pooling (sentence-transformers' own settings)."""
 
     task = "sentence-similarity"
+    options = (Bool("truncation", True, "cut sentences longer than the model's maximum"),)
 
-    def process(self, items, truncation=True):
+    def process(self, items, truncation):
         out = []
         for i, item in enumerate(items):
             if not isinstance(item, dict) or set(item) != {"source_sentence", "sentences"}:

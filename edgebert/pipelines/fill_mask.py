@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .base import Pipeline, check_top_k, softmax, tokenizer_options
+from .base import Pipeline, softmax, tokenizer_options
+from .options import Texts, tokenizer_settings, top_k, truncation
 
 
 class FillMaskPipeline(Pipeline):
@@ -14,6 +15,9 @@ class FillMaskPipeline(Pipeline):
 
     task = "fill-mask"
     heads = ("masked-lm", "pretraining")
+    options = (top_k(5, help="how many tokens per mask, best first"),
+               Texts("targets", None, "only these words (one token each)", nullable=True),
+               truncation(), tokenizer_settings("tokenizer_kwargs"))
 
     def __init__(self, model, **kwargs):
         super().__init__(model, **kwargs)
@@ -25,8 +29,7 @@ class FillMaskPipeline(Pipeline):
         self.mask_id = self.tokenizer.token_to_id(self.mask_token)
         self.output = "logits" if self.model.head["task"] == "masked-lm" else "prediction_logits"
 
-    def process(self, items, top_k=5, targets=None, truncation=None, tokenizer_kwargs=None):
-        top_k = check_top_k(top_k, allow_none=False)
+    def process(self, items, top_k, targets, truncation, tokenizer_kwargs):
         target_ids = None if targets is None else self.target_ids(targets)
         if target_ids is not None:
             top_k = min(top_k, len(target_ids))
@@ -60,7 +63,6 @@ class FillMaskPipeline(Pipeline):
 
     def target_ids(self, targets) -> np.ndarray:
         """Vocabulary ids of the targets; a word outside the vocabulary stands for its first token."""
-        targets = [targets] if isinstance(targets, str) else list(targets)
         ids = []
         for t in targets:
             tid = self.tokenizer.token_to_id(t)

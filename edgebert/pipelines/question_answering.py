@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .base import Pipeline, check_top_k
+from .base import Pipeline
+from .options import Bool, Int, top_k
 
 
 class QuestionAnsweringPipeline(Pipeline):
@@ -19,6 +20,16 @@ class QuestionAnsweringPipeline(Pipeline):
 
     task = "question-answering"
     heads = ("question-answering",)
+    options = (
+        top_k(1, help="how many answers per question, best first"),
+        Int("doc_stride", None, "tokens shared by neighbouring windows of a long context "
+            "(default: half a window, at most 128)", nullable=True, low=0),
+        Int("max_answer_len", 15, "the longest answer, in tokens", low=1),
+        Int("max_seq_len", None, "tokens per window (default: the model's maximum, at most 384)",
+            nullable=True, low=1),
+        Bool("handle_impossible_answer", False, "allow the empty answer (the context has none)"),
+        Bool("align_to_words", True, "answers start and end on whole words"),
+    )
 
     def __call__(self, inputs=None, question=None, context=None, **kwargs):
         if inputs is None:
@@ -30,10 +41,8 @@ class QuestionAnsweringPipeline(Pipeline):
                       if isinstance(question, (list, tuple)) else {"question": question, "context": context})
         return super().__call__(inputs, **kwargs)
 
-    def process(self, items, top_k=1, doc_stride=None, max_answer_len=15, max_seq_len=None,
-                handle_impossible_answer=False, align_to_words=True):
-        top_k = check_top_k(top_k, allow_none=False)
-        _check_int("max_answer_len", max_answer_len, 1)
+    def process(self, items, top_k, doc_stride, max_answer_len, max_seq_len, handle_impossible_answer,
+                align_to_words):
         max_seq_len, doc_stride = self.window_sizes(max_seq_len, doc_stride)
         windows, owner = [], []
         for i, item in enumerate(items):
@@ -65,9 +74,7 @@ class QuestionAnsweringPipeline(Pipeline):
         """transformers' defaults: windows of min(model maximum, 384) tokens, a stride of half
         a window up to 128; a stride longer than the window is refused."""
         max_seq_len = min(self.model.max_length, 384) if max_seq_len is None else max_seq_len
-        _check_int("max_seq_len", max_seq_len, 1)
         doc_stride = min(max_seq_len // 2, 128) if doc_stride is None else doc_stride
-        _check_int("doc_stride", doc_stride, 0)
         if doc_stride > max_seq_len:
             raise InputError(f"doc_stride ({doc_stride}) is larger than max_seq_len ({max_seq_len})")
         return max_seq_len, doc_stride
@@ -147,11 +154,6 @@ def _char_span(enc, s: int, e: int, align_to_words: bool) -> tuple[int, int]:
         except Exception:  # tokenizers raises plain exceptions for tokens outside words
             pass
     return enc.offsets[s][0], enc.offsets[e][1]
-
-
-def _check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 def _question_context(item, index: int) -> tuple[str, str]:

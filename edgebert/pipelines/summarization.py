@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from .base import Pipeline
+from .options import Int
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 DUPLICATE_COSINE = 0.95  # a candidate this close to a chosen sentence adds nothing
@@ -57,12 +58,11 @@ class SummarizationPipeline(Pipeline):
     """
 
     task = "summarization"
+    options = (Int("max_sentences", 3, "the most sentences in a summary", low=1, what="a positive integer"),
+               Int("max_chars", None, "the most characters in a summary", nullable=True, low=1,
+                   what="a positive integer"))
 
-    def process(self, items, max_sentences=3, max_chars=None):
-        if isinstance(max_sentences, bool) or not isinstance(max_sentences, int) or max_sentences < 1:
-            raise InputError(f"max_sentences must be a positive integer, got {max_sentences!r}")
-        if max_chars is not None and (isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1):
-            raise InputError(f"max_chars must be a positive integer or None, got {max_chars!r}")
+    def process(self, items, max_sentences, max_chars):
         out = []
         for index, doc in enumerate(items):
             sentences = doc if isinstance(doc, list) else split_sentences(doc) if isinstance(doc, str) else None

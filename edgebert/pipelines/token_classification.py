@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
 from .base import Pipeline, softmax
+from .options import Choice, Texts
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
 
@@ -15,14 +15,14 @@ class TokenClassificationPipeline(Pipeline):
 
     task = "token-classification"
     heads = ("token-classification",)
+    options = (
+        Choice("aggregation_strategy", "none", "how tokens group into entities", choices=STRATEGIES),
+        Texts("ignore_labels", None, "labels left out of the result (default: O)", nullable=True),
+    )
 
-    def process(self, items, aggregation_strategy="none", ignore_labels=None):
-        if isinstance(aggregation_strategy, str):
-            aggregation_strategy = aggregation_strategy.lower()  # any case, as transformers takes it
+    def process(self, items, aggregation_strategy, ignore_labels):
         if ignore_labels is None:
             ignore_labels = ("O",)
-        if aggregation_strategy not in STRATEGIES:
-            raise InputError(f"aggregation_strategy must be one of {STRATEGIES}, got {aggregation_strategy!r}")
         encodings = self.encode(items, truncation=True)
         runs = self.run(encodings, ["logits"])
         return [self.entities(text, enc, softmax(run["logits"]), aggregation_strategy, set(ignore_labels))

@@ -5,6 +5,7 @@ import numpy as np
 
 from ..errors import InputError
 from .base import Pipeline, softmax
+from .options import Bool, Text, Texts
 
 
 class ZeroShotClassificationPipeline(Pipeline):
@@ -16,6 +17,11 @@ class ZeroShotClassificationPipeline(Pipeline):
 
     task = "zero-shot-classification"
     heads = ("sequence-classification",)
+    options = (
+        Texts("candidate_labels", None, "the labels to choose from (a list, or comma-separated)", comma=True),
+        Text("hypothesis_template", "This example is {}.", "the hypothesis each label is put into ({} for it)"),
+        Bool("multi_label", False, "score each label on its own (entailment vs contradiction)"),
+    )
 
     def __init__(self, model, **kwargs):
         super().__init__(model, **kwargs)
@@ -36,9 +42,7 @@ class ZeroShotClassificationPipeline(Pipeline):
             kwargs["candidate_labels"] = args[0]
         return super().__call__(inputs, **kwargs)
 
-    def process(self, items, candidate_labels=None, hypothesis_template="This example is {}.", multi_label=False):
-        if isinstance(candidate_labels, str):
-            candidate_labels = [x.strip() for x in candidate_labels.split(",") if x.strip()]
+    def process(self, items, candidate_labels, hypothesis_template, multi_label):
         if not candidate_labels:
             raise InputError("zero-shot-classification needs candidate_labels (a list, or a comma-separated str)")
         if hypothesis_template.format(candidate_labels[0]) == hypothesis_template:
