@@ -101,19 +101,29 @@ class Int(Option):
         return {"type": "integer", "minimum": self.low}
 
 
-@dataclass(frozen=True)
-class Bool(Option):
+class _Typed(Option):
+    """A value of one Python type, one JSON type."""
+
+    pytype: type = object
+    json_type = ""
+    what = ""
+
     def convert(self, value):
-        if not isinstance(value, bool):
-            self.fail("True or False", value)
+        if not isinstance(value, self.pytype):
+            self.fail(self.what, value)
         return value
+
+    def schema(self) -> dict:
+        return {"type": self.json_type}
+
+
+@dataclass(frozen=True)
+class Bool(_Typed):
+    pytype, json_type, what = bool, "boolean", "True or False"
 
     def argparse(self) -> dict:
         # --flag / --no-flag; absent keeps the default (None stays "not given")
         return {"action": argparse.BooleanOptionalAction}
-
-    def schema(self) -> dict:
-        return {"type": "boolean"}
 
 
 @dataclass(frozen=True)
@@ -135,14 +145,8 @@ class Choice(Option):
 
 
 @dataclass(frozen=True)
-class Text(Option):
-    def convert(self, value):
-        if not isinstance(value, str):
-            self.fail("a string", value)
-        return value
-
-    def schema(self) -> dict:
-        return {"type": "string"}
+class Text(_Typed):
+    pytype, json_type, what = str, "string", "a string"
 
 
 @dataclass(frozen=True)
