@@ -14,7 +14,7 @@ from .runtime.executor import offsets_and_positions, pack_sequences
 from .settings import apply_threads, resolve_threads
 from .text import TextEncoder, as_text, chunks
 
-POOLING_MODES = ("mean", "cls", "max")
+from .description import POOLING_MODES  # noqa: F401  (declared there, with the other vocabularies)
 TOKENIZE_CHUNK = 4096  # texts tokenized at a time: bounds memory on huge inputs
 
 
@@ -31,21 +31,17 @@ def load(path: str | Path, threads: int | None = None, backend: str = "numba") -
 
 class Model:
     def __init__(self, model_file, threads: int | None = None, backend: str = "numba"):
-        from edgebert.format import validate_graph
+        from edgebert.description import describe
         from edgebert.runtime.executor import Executor
 
         self.file = model_file
         meta = model_file.metadata
-        # The graph says what runs (validated against the op schema below); the family name is
-        # what the converter read, shown by `edgebert info`, not a whitelist.
-        if not meta.get(names.ARCHITECTURE):
-            raise InvalidModelFile(f"{model_file.path}: metadata {names.ARCHITECTURE} is missing")
-        self.config = model_file.json(names.CONFIG)
-        self.quantization = model_file.json(names.QUANTIZATION)
-        self.pooling = model_file.json(names.POOLING)
-        tok_cfg = model_file.json(names.TOKENIZER_CONFIG)
-        graph = model_file.json(names.GRAPH)
-        widths = validate_graph(graph, model_file.tensors, self.config)
+        # The graph says what runs (validated against the op schema); every descriptive field is
+        # checked against it and the tensors, or derived from them (edgebert/description.py).
+        self.description = describe(model_file)
+        self.config, self.quantization = self.description.config, self.description.quantization
+        self.pooling, tok_cfg = self.description.pooling, self.description.tokenizer_config
+        graph, widths = self.description.graph, self.description.widths
         if self.pooling.get("mode") not in POOLING_MODES:
             raise InvalidModelFile(f"{model_file.path}: pooling mode {self.pooling.get('mode')!r} "
                                    f"is not one of {POOLING_MODES}")
@@ -65,9 +61,7 @@ class Model:
         if backend == "numba":
             model_file.release_pages()  # the int8 weights now live packed in the executor
         self.dim = self.config["hidden_size"]
-        self.head = model_file.json(names.HEAD) if names.HEAD in meta else None
-        if self.head is not None and not (isinstance(self.head, dict) and isinstance(self.head.get("task"), str)):
-            raise InvalidModelFile(f"{model_file.path}: {names.HEAD} must be an object with a task")
+        self.head = self.description.head
 
     def __repr__(self) -> str:
         return (f"edgebert.Model({self.file.path}, layers={self.config['num_layers']}, dim={self.dim}, "

@@ -80,3 +80,25 @@ MLM_DECODER = Role("mlm.decoder", "linear")
 
 ROLES = (TOKEN_EMBD, POSITION_EMBD, TOKEN_TYPE_EMBD, EMBD_NORM, ATTN_QKV, ATTN_OUTPUT, ATTN_NORM, FFN_UP, FFN_DOWN,
          FFN_NORM, POOLER, CLASSIFIER, QA, NSP, MLM_TRANSFORM, MLM_NORM, MLM_DECODER)
+
+
+def role_of(prefix: str) -> Role | None:
+    """The role whose template names ``prefix`` (``blk.3.ffn_up`` -> FFN_UP), or None for another name."""
+    for role in ROLES:
+        head, sep, tail = role.template.partition("{i}")
+        if not sep:
+            if prefix == role.template:
+                return role
+        elif (prefix.startswith(head) and prefix.endswith(tail) and len(prefix) > len(head) + len(tail)
+              and prefix[len(head):len(prefix) - len(tail)].isdigit()):
+            return role
+    return None
+
+
+def layer_of(prefix: str) -> int | None:
+    """The layer index in a per-layer role's name (``blk.3.ffn_up`` -> 3), else None."""
+    role = role_of(prefix)
+    if role is None or "{i}" not in role.template:
+        return None
+    head, _, tail = role.template.partition("{i}")
+    return int(prefix[len(head):len(prefix) - len(tail)])
