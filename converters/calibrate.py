@@ -77,7 +77,7 @@ def linear_inputs(spec: ModelSpec, texts: list[str]) -> dict[str, np.ndarray]:
 
     from .graph import build_graph
 
-    graph = build_graph(spec.config, spec.head)
+    graph = build_graph(spec.config, spec.head, spec.head_graph)
     tensors = {name: slot.value for name, slot in spec.slots.items()}
     executor = Executor(graph, tensors, validate_graph(graph, tensors, spec.config.as_dict()), backend="numba")
     linears = {n["params"]["linear"]: n["inputs"][0] for n in graph["nodes"]

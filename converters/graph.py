@@ -4,7 +4,7 @@ from __future__ import annotations
 from edgebert import names
 from edgebert.ops import GRAPH_INPUTS
 
-from .spec import EncoderConfig
+from .spec import BERT_HEADS, EncoderConfig, HeadGraph
 
 
 def node(op: str, inputs: list[str], outputs: list[str], params: dict | None = None, **attrs) -> dict:
@@ -12,11 +12,22 @@ def node(op: str, inputs: list[str], outputs: list[str], params: dict | None = N
 
 
 def bert_encoder_graph(c: EncoderConfig) -> dict:
-    """Embeddings, then per layer: QKV, attention, output proj, add+norm, FFN, add+norm."""
+    """Embeddings (projected when embedding_size is set), then per layer: QKV, attention, output proj,
+    add+norm, FFN, add+norm."""
     eps = c.layer_norm_eps
-    nodes = [node("embed", ["input_ids", "token_type_ids", "position_ids"], ["h0"],
-                  {"word": names.TOKEN_EMBD.prefix(), "position": names.POSITION_EMBD.prefix(),
-                   "token_type": names.TOKEN_TYPE_EMBD.prefix(), "norm": names.EMBD_NORM.prefix()}, eps=eps)]
+    params = {"word": names.TOKEN_EMBD.prefix(), "position": names.POSITION_EMBD.prefix(),
+              "token_type": names.TOKEN_TYPE_EMBD.prefix(), "norm": names.EMBD_NORM.prefix()}
+    if not c.type_vocab_size:
+        del params["token_type"]
+    attrs = {"eps": eps}  # non-default position numbering only: BERT's graph stays as it was
+    if c.position_offset:
+        attrs["position_offset"] = c.position_offset
+    if c.position_ids != "column":
+        attrs["position_ids"] = c.position_ids
+    embedded = "h0" if c.embedding_size is None else "embeddings"
+    nodes = [node("embed", ["input_ids", "token_type_ids", "position_ids"], [embedded], params, **attrs)]
+    if c.embedding_size is not None:
+        nodes.append(node("linear", [embedded], ["h0"], {"linear": names.EMBD_PROJ.prefix()}, activation="none"))
     h = "h0"
     for i in range(c.num_layers):
         out = "last_hidden_state" if i == c.num_layers - 1 else f"h{i + 1}"
@@ -45,29 +56,32 @@ def feed_forward(c: EncoderConfig, i: int, x: str, out: str) -> list[dict]:
             node("linear", [f"up{i}"], [out], down, activation="none")]
 
 
-def build_graph(c: EncoderConfig, head: dict | None) -> dict:
+def build_graph(c: EncoderConfig, head: dict | None, style: HeadGraph = BERT_HEADS) -> dict:
     """The encoder, then the head's nodes (if any) reading ``last_hidden_state``."""
     graph = bert_encoder_graph(c)
     if head is not None:
-        nodes, outputs = head_nodes(c, head)
+        nodes, outputs = head_nodes(c, head, style)
         graph["nodes"] += nodes
         graph["outputs"] += outputs
     return graph
 
 
-def head_nodes(c: EncoderConfig, head: dict) -> tuple[list[dict], list[str]]:
+def head_nodes(c: EncoderConfig, head: dict, style: HeadGraph = BERT_HEADS) -> tuple[list[dict], list[str]]:
     """Nodes and extra outputs of a task head (docs/format.md, "Heads")."""
     task, h = head["task"], "last_hidden_state"
+    pooled = style.pooled_output or "pooled"
     pooler = [node("first_token", [h, "seq_offsets"], ["cls_token"]),
-              node("linear", ["cls_token"], ["pooler_output"], {"linear": names.POOLER.prefix()},
-                   activation="tanh")]
+              node("linear", ["cls_token"], [pooled], {"linear": names.POOLER.prefix()},
+                   activation=style.pooled_activation)]
+    exposed = [pooled] if style.pooled_output else []
 
     def mlm(out: str) -> list[dict]:
         decoder = (node("tied_linear", ["mlm_normed"], [out],
                         {"weight": names.TOKEN_EMBD.prefix(), "bias": names.MLM_DECODER.prefix()})
                    if head.get("tied_decoder", True) else
                    node("linear", ["mlm_normed"], [out], {"linear": names.MLM_DECODER.prefix()}, activation="none"))
-        return [node("linear", [h], ["mlm_hidden"], {"linear": names.MLM_TRANSFORM.prefix()}, activation="gelu"),
+        return [node("linear", [h], ["mlm_hidden"], {"linear": names.MLM_TRANSFORM.prefix()},
+                     activation=style.mlm_activation),
                 node("norm", ["mlm_hidden"], ["mlm_normed"], {"norm": names.MLM_NORM.prefix()},
                      eps=c.layer_norm_eps),
                 decoder]
@@ -76,7 +90,7 @@ def head_nodes(c: EncoderConfig, head: dict) -> tuple[list[dict], list[str]]:
         return node("linear", [x], [out], {"linear": role.prefix()}, activation="none")
 
     if task == "sequence-classification":
-        return pooler + [final("pooler_output", names.CLASSIFIER, "logits")], ["pooler_output", "logits"]
+        return pooler + [final(pooled, names.CLASSIFIER, "logits")], exposed + ["logits"]
     if task == "token-classification":
         return [final(h, names.CLASSIFIER, "logits")], ["logits"]
     if task == "question-answering":
@@ -84,8 +98,12 @@ def head_nodes(c: EncoderConfig, head: dict) -> tuple[list[dict], list[str]]:
     if task == "masked-lm":
         return mlm("logits"), ["logits"]
     if task == "next-sentence":
-        return pooler + [final("pooler_output", names.NSP, "logits")], ["pooler_output", "logits"]
+        return pooler + [final(pooled, names.NSP, "logits")], exposed + ["logits"]
     if task == "pretraining":
-        return (pooler + mlm("prediction_logits") + [final("pooler_output", names.NSP, "seq_relationship_logits")],
-                ["pooler_output", "prediction_logits", "seq_relationship_logits"])
+        return (pooler + mlm("prediction_logits") + [final(pooled, names.NSP, "seq_relationship_logits")],
+                exposed + ["prediction_logits", "seq_relationship_logits"])
+    if task == "replaced-token-detection":  # ELECTRA's discriminator: one logit per token
+        return ([node("linear", [h], ["rtd_hidden"], {"linear": names.RTD_TRANSFORM.prefix()},
+                      activation=c.hidden_act),
+                 final("rtd_hidden", names.RTD, "rtd_logits")], ["rtd_logits"])
     raise ValueError(f"unknown head task {task!r}")

@@ -10,7 +10,7 @@ from edgebert import names
 from edgebert.errors import InvalidModelFile, UnsupportedModel
 from edgebert.text import check_tokenizer
 
-from . import bert, heads  # noqa: F401  (register the BERT loaders)
+from . import bert  # noqa: F401  (register the families' loaders)
 from . import calibrate as calibrate_mod
 from . import quantize
 from .graph import build_graph
@@ -73,8 +73,8 @@ def validate(spec: ModelSpec) -> None:
         check_tokenizer(spec.tokenizer_json, spec.config.vocab_size)
     except InvalidModelFile as e:
         raise UnsupportedModel(str(e)) from None
-    if not 2 <= spec.max_length <= spec.config.max_position_embeddings:
-        raise UnsupportedModel(f"max_length {spec.max_length} outside 2..{spec.config.max_position_embeddings}")
+    if not 2 <= spec.max_length <= spec.config.max_positions:
+        raise UnsupportedModel(f"max_length {spec.max_length} outside 2..{spec.config.max_positions}")
 
 
 def quantize_spec(spec: ModelSpec, dtype: str, plan=None) -> tuple[dict[str, np.ndarray], dict]:
@@ -107,11 +107,11 @@ def metadata(spec: ModelSpec, dtype: str, report: dict, plan=None) -> dict:
     else:
         scheme = {"weights": "float32", "embeddings": "float32", "activations": "float32"}
     meta = {
-        names.ARCHITECTURE: "bert",
+        names.ARCHITECTURE: spec.architecture,
         names.SOURCE_ARCHITECTURE: spec.source_architecture,
         names.CONFIG: spec.config.as_dict(),
         names.QUANTIZATION: scheme,
-        names.GRAPH: _mark_precision(build_graph(spec.config, spec.head), plan),
+        names.GRAPH: _mark_precision(build_graph(spec.config, spec.head, spec.head_graph), plan),
         names.TOKENIZER: spec.tokenizer_json,
         names.TOKENIZER_CONFIG: {"max_length": spec.max_length, "pad_token_id": spec.pad_token_id},
         names.POOLING: spec.pooling,

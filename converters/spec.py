@@ -21,11 +21,27 @@ FLAGS = {
     "norm_placement": ("post",),  # LayerNorm after each residual add (BERT); "pre" needs a plain add op
     "position": ("absolute",),  # a learned position table; rotary / relative need their attention ops
     "feed_forward": ("plain", "gated"),  # up -> GELU -> down, or up (2F) -> geglu -> down (ModernBERT)
-    "position_offset": (0,),  # RoBERTa's tables start at padding_idx + 1
+    "position_offset": (0, int),  # first row the positions use; RoBERTa's start at padding_idx + 1
+    "position_ids": ("column", "real_tokens"),  # numbered by column (BERT) or among real tokens (RoBERTa)
     "bias": (True,),  # linears carry biases (ModernBERT's do not)
     "shared_layers": (False,),  # ALBERT: one set of layer weights for every layer
-    "embedding_size": (None,),  # ALBERT: embeddings of another width, projected to hidden_size
+    "embedding_size": (None, int),  # ELECTRA, ALBERT: embeddings of another width, projected to hidden_size
 }
+# ``int`` in FLAGS: any integer >= this (position_offset may be 0; an embedding width may not).
+FLAG_MINIMUM = {"position_offset": 0, "embedding_size": 1}
+
+
+def _flag_ok(flag: str, value) -> bool:
+    for s in FLAGS[flag]:
+        if s is int and isinstance(value, int) and not isinstance(value, bool) and value >= FLAG_MINIMUM[flag]:
+            return True
+        if s is not int and value == s and type(value) is type(s):
+            return True
+    return False
+
+
+def _show_supported(flag: str) -> str:
+    return ", ".join(f"an integer >= {FLAG_MINIMUM[flag]}" if s is int else repr(s) for s in FLAGS[flag])
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,7 @@ class EncoderConfig:
     position: str = "absolute"
     feed_forward: str = "plain"
     position_offset: int = 0
+    position_ids: str = "column"
     bias: bool = True
     shared_layers: bool = False
     embedding_size: int | None = None
@@ -53,19 +70,33 @@ class EncoderConfig:
         if self.hidden_act not in SUPPORTED_ACTIVATIONS:
             raise UnsupportedModel(
                 f"hidden_act {self.hidden_act!r} is not supported; supported: {', '.join(SUPPORTED_ACTIVATIONS)}")
-        for flag, supported in FLAGS.items():
-            value = getattr(self, flag)
-            if not any(value == s and type(value) is type(s) for s in supported):
-                raise UnsupportedModel(f"{flag} {value!r} is not supported yet; supported: "
-                                       f"{', '.join(map(repr, supported))}")
+        for flag in FLAGS:
+            if not _flag_ok(flag, getattr(self, flag)):
+                raise UnsupportedModel(f"{flag} {getattr(self, flag)!r} is not supported yet; supported: "
+                                       f"{_show_supported(flag)}")
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-                     "max_position_embeddings", "type_vocab_size"):
+                     "max_position_embeddings"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UnsupportedModel(f"config {name} must be a positive integer, got {value!r}")
+        tv = self.type_vocab_size  # 0: no token types (DistilBERT)
+        if not isinstance(tv, int) or isinstance(tv, bool) or tv < 0:
+            raise UnsupportedModel(f"config type_vocab_size must be a non-negative integer, got {tv!r}")
+        if self.position_offset >= self.max_position_embeddings:
+            raise UnsupportedModel(f"position_offset {self.position_offset} leaves no row of the "
+                                   f"{self.max_position_embeddings} position embeddings")
         if self.hidden_size % self.num_heads:
             raise UnsupportedModel(
                 f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+
+    @property
+    def max_positions(self) -> int:
+        """Tokens a sequence may have: the position table's rows from position_offset on."""
+        return self.max_position_embeddings - self.position_offset
+
+    @property
+    def embedding_width(self) -> int:
+        return self.embedding_size or self.hidden_size
 
     @property
     def up_size(self) -> int:
@@ -74,6 +105,18 @@ class EncoderConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class HeadGraph:
+    """How a family's heads differ in the graph (defaults: BERT). Not written to the file: the graph is."""
+
+    pooled_activation: str = "tanh"  # the first-token dense layer: BERT's pooler, RoBERTa's classifier.dense
+    pooled_output: str | None = "pooler_output"  # its value, a graph output when the source returns it
+    mlm_activation: str = "gelu"  # the masked-LM transform's
+
+
+BERT_HEADS = HeadGraph()
 
 
 @dataclass
@@ -102,12 +145,15 @@ def slots_of(role: names.Role, shape: tuple[int, ...], layer: int | None = None,
 
 
 def bert_slots(c: EncoderConfig) -> dict[str, Slot]:
-    """Standard tensor names (docs/format.md) of a BERT encoder, fp32 source form."""
-    H, F = c.hidden_size, c.intermediate_size
-    slots = {**slots_of(names.TOKEN_EMBD, (c.vocab_size, H), bias=False),
-             **slots_of(names.POSITION_EMBD, (c.max_position_embeddings, H), bias=False),
-             **slots_of(names.TOKEN_TYPE_EMBD, (c.type_vocab_size, H), bias=False),
-             **slots_of(names.EMBD_NORM, (H,))}
+    """Standard tensor names (docs/format.md) of an encoder of the BERT family, fp32 source form."""
+    H, E, F = c.hidden_size, c.embedding_width, c.intermediate_size
+    slots = {**slots_of(names.TOKEN_EMBD, (c.vocab_size, E), bias=False),
+             **slots_of(names.POSITION_EMBD, (c.max_position_embeddings, E), bias=False)}
+    if c.type_vocab_size:
+        slots.update(slots_of(names.TOKEN_TYPE_EMBD, (c.type_vocab_size, E), bias=False))
+    slots.update(slots_of(names.EMBD_NORM, (E,)))
+    if c.embedding_size is not None:
+        slots.update(slots_of(names.EMBD_PROJ, (H, E)))
     for i in range(c.num_layers):
         for role, shape in ((names.ATTN_QKV, (3 * H, H)), (names.ATTN_OUTPUT, (H, H)), (names.ATTN_NORM, (H,)),
                             (names.FFN_UP, (c.up_size, H)), (names.FFN_DOWN, (H, F)), (names.FFN_NORM, (H,))):
@@ -128,6 +174,8 @@ class ModelSpec:
     slots: dict[str, Slot] = field(default_factory=dict)
     # Task head (docs/format.md, ``edgebert.head``): {"task", "id2label", ...}; None for a bare encoder.
     head: dict | None = None
+    head_graph: HeadGraph = BERT_HEADS  # how the family's head nodes differ (converters/graph.py)
+    architecture: str = "bert"  # the family (edgebert.architecture), informational
 
     def __post_init__(self):
         if not self.slots:

@@ -504,10 +504,9 @@ def _validate_node(node: Any, widths: dict[str, Any], kinds: dict[str, str], ctx
     for name in outs:
         if name in widths or outs.count(name) > 1:
             raise ValueError(f"output {_show(name)} is already defined")
-    if not isinstance(params, dict) or set(params) != set(spec.params) or not all(
-        isinstance(v, str) and v for v in params.values()
-    ):
-        raise ValueError(f"params {_show(params)} must be exactly {list(spec.params)} with tensor name prefixes")
+    if not spec.params_ok(params):
+        raise ValueError(f"params {_show(params)} must be exactly {list(spec.params)} with tensor name prefixes"
+                         + (f" (optional: {list(spec.optional_params)})" if spec.optional_params else ""))
     required = set(spec.attrs) - set(spec.optional)
     if not isinstance(attrs, dict) or not required <= set(attrs) <= set(spec.attrs):
         raise ValueError(f"attrs {_show(attrs)} must be {sorted(required)}"

@@ -45,7 +45,15 @@ class Model:
         if self.pooling.get("mode") not in POOLING_MODES:
             raise InvalidModelFile(f"{model_file.path}: pooling mode {self.pooling.get('mode')!r} "
                                    f"is not one of {POOLING_MODES}")
-        self.max_length = _bounded_int(tok_cfg, "max_length", 2, self.config["max_position_embeddings"])
+        # positions a sequence may use: the table's rows from position_offset on (RoBERTa's start at 2)
+        self.max_positions = self.config["max_position_embeddings"] - self.config.get("position_offset", 0)
+        # how run() numbers position_ids: by column (BERT) or among real tokens (RoBERTa), as the graph says
+        self.positions_by_token = any(n["op"] == "embed" and n["attrs"].get("position_ids") == "real_tokens"
+                                      for n in graph["nodes"])
+        # rows of the token type table the graph reads (None: type ids are ignored, DistilBERT)
+        self.type_rows = (self.config["type_vocab_size"] if any(
+            n["op"] == "embed" and "token_type" in n["params"] for n in graph["nodes"]) else None)
+        self.max_length = _bounded_int(tok_cfg, "max_length", 2, self.max_positions)
         self.pad_token_id = _bounded_int(tok_cfg, "pad_token_id", 0, self.config["vocab_size"] - 1)
         self.encoder = TextEncoder(meta.get(names.TOKENIZER, ""), self.max_length, self.config["vocab_size"])
         _check_finite(model_file)
@@ -72,15 +80,22 @@ class Model:
         """(B, T) ids and mask -> last_hidden_state (B, T, H) float32, as transformers returns it.
 
         Masked positions are never computed; their rows are zero. Positions
-        are the column indices, as transformers' default ``position_ids``.
+        are the column indices, as transformers' default ``position_ids``
+        (RoBERTa's family: each token's index among its sequence's real tokens).
         """
         ids, mask, types = self._check_run_inputs(input_ids, attention_mask, token_type_ids)
         B, T = ids.shape
         rows, cols, offsets = _pack_mask(mask)
-        hidden = self._forward(ids[rows, cols], types[rows, cols], cols.astype(np.int32), offsets)
+        hidden = self._forward(ids[rows, cols], types[rows, cols], self._positions(mask, rows, cols), offsets)
         out = np.zeros((B, T, self.dim), dtype=np.float32)
         out[rows, cols] = hidden
         return out
+
+    def _positions(self, mask: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """position_ids of the kept tokens: their columns, or their index among real tokens."""
+        if self.positions_by_token:
+            return (np.cumsum(mask, axis=1) - 1)[rows, cols].astype(np.int32)
+        return cols.astype(np.int32)
 
     def _check_run_inputs(self, input_ids, attention_mask, token_type_ids):
         ids = _int_array("input_ids", input_ids)
@@ -91,11 +106,12 @@ class Model:
         for name, arr in (("attention_mask", mask), ("token_type_ids", types)):
             if arr.shape != ids.shape:
                 raise InputError(f"{name} has shape {arr.shape}, input_ids has {ids.shape}")
-        if ids.shape[1] > self.config["max_position_embeddings"]:
-            raise InputError(f"{ids.shape[1]} tokens per sequence exceed the model's "
-                             f"{self.config['max_position_embeddings']} positions")
+        longest = int(mask.astype(bool).sum(axis=1).max()) if self.positions_by_token else ids.shape[1]
+        if longest > self.max_positions:
+            raise InputError(f"{longest} tokens per sequence exceed the model's {self.max_positions} positions")
         _check_range("input_ids", ids, self.config["vocab_size"])
-        _check_range("token_type_ids", types, self.config["type_vocab_size"])
+        # a model without token types (type_vocab_size 0) takes zeros, as transformers' callers pass none
+        _check_range("token_type_ids", types, max(self.config["type_vocab_size"], 1))
         _check_range("attention_mask", mask, 2)
         empty = np.flatnonzero(mask.sum(axis=1) == 0)
         if empty.size:
@@ -106,6 +122,9 @@ class Model:
         """Packed (T,) inputs -> packed (T, H) last hidden state (a fresh array); with
         ``outputs=None`` a dict of every graph output, fresh arrays. ``threads``:
         kernel threads for this call (default: the model's)."""
+        if self.type_rows is not None and len(types) and int(types.max()) >= self.type_rows:
+            raise InputError(f"token type id {int(types.max())} is outside the model's {self.type_rows} token "
+                             "types (a tokenizer template that does not fit this model?)")
         apply_threads(threads or self.threads)
         with kernel_guard():  # the executor's buffers are per thread; the threading layer may not be
             out = self.executor.run(np.ascontiguousarray(ids, dtype=np.int32),
@@ -128,7 +147,8 @@ class Model:
         ids, mask, types = self._check_run_inputs(input_ids, attention_mask, token_type_ids)
         B, T = ids.shape
         rows, cols, offsets = _pack_mask(mask)
-        packed = self._forward(ids[rows, cols], types[rows, cols], cols.astype(np.int32), offsets, outputs=None)
+        packed = self._forward(ids[rows, cols], types[rows, cols], self._positions(mask, rows, cols), offsets,
+                               outputs=None)
         result = {}
         for name, value in packed.items():
             if name in self.executor.per_sequence:
@@ -146,9 +166,8 @@ class Model:
         (L, D) for per-token values, (D,) for per-sequence ones. Batched by length inside."""
         results: list[dict] = [{} for _ in encoded]
         longest = max((len(ids) for ids, _ in encoded), default=0)
-        if longest > self.config["max_position_embeddings"]:
-            raise InputError(f"a sequence of {longest} tokens exceeds the model's "
-                             f"{self.config['max_position_embeddings']} positions")
+        if longest > self.max_positions:
+            raise InputError(f"a sequence of {longest} tokens exceeds the model's {self.max_positions} positions")
 
         def work(batch, threads):
             packed = pack_sequences([encoded[i] for i in batch])
@@ -180,6 +199,12 @@ class Model:
         if not parts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def embed_tokenized(self, encoded: list, batch_size: int = 32) -> np.ndarray:
+        """``embed`` after ``tokenize``: a caller may tokenize the next texts on another thread meanwhile."""
+        if not encoded:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._embed_encoded(encoded, batch_size)
 
     def _embed_encoded(self, encoded: list, batch_size: int) -> np.ndarray:
         out = np.empty((len(encoded), self.dim), dtype=np.float32)

@@ -58,6 +58,8 @@ TOKEN_EMBD = Role("token_embd", "embedding")
 POSITION_EMBD = Role("position_embd", "float")
 TOKEN_TYPE_EMBD = Role("token_type_embd", "float")
 EMBD_NORM = Role("embd_norm", "norm")
+# ELECTRA, ALBERT: embeddings of embedding_size, projected to hidden_size after their LayerNorm
+EMBD_PROJ = Role("embd_proj", "linear", smoothed=True, calibrated=True)
 ATTN_QKV = Role("blk.{i}.attn_qkv", "linear", smoothed=True, calibrated=True)
 ATTN_OUTPUT = Role("blk.{i}.attn_output", "linear", calibrated=True)
 ATTN_NORM = Role("blk.{i}.attn_norm", "norm")
@@ -77,9 +79,12 @@ NSP = Role("nsp", "float")
 MLM_TRANSFORM = Role("mlm.transform", "linear")
 MLM_NORM = Role("mlm.norm", "norm")
 MLM_DECODER = Role("mlm.decoder", "linear")
+# ELECTRA's discriminator (replaced-token detection): per token, transform then one logit
+RTD_TRANSFORM = Role("rtd.transform", "linear")
+RTD = Role("rtd", "float")
 
-ROLES = (TOKEN_EMBD, POSITION_EMBD, TOKEN_TYPE_EMBD, EMBD_NORM, ATTN_QKV, ATTN_OUTPUT, ATTN_NORM, FFN_UP, FFN_DOWN,
-         FFN_NORM, POOLER, CLASSIFIER, QA, NSP, MLM_TRANSFORM, MLM_NORM, MLM_DECODER)
+ROLES = (TOKEN_EMBD, POSITION_EMBD, TOKEN_TYPE_EMBD, EMBD_NORM, EMBD_PROJ, ATTN_QKV, ATTN_OUTPUT, ATTN_NORM, FFN_UP,
+         FFN_DOWN, FFN_NORM, POOLER, CLASSIFIER, QA, NSP, MLM_TRANSFORM, MLM_NORM, MLM_DECODER, RTD_TRANSFORM, RTD)
 
 
 def role_of(prefix: str) -> Role | None:

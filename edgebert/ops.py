@@ -48,6 +48,10 @@ def positive_int(value: Any) -> bool:
     return is_int(value) and value > 0
 
 
+def non_negative_int(value: Any) -> bool:
+    return is_int(value) and value >= 0
+
+
 @dataclasses.dataclass(frozen=True)
 class Attr:
     """An attribute: its checker, the values it allows (for docs and errors), whether it may be absent."""
@@ -78,6 +82,7 @@ class OpSchema:
     per_sequence: bool = False  # its output has one row per sequence (B, D), whatever its inputs
     n_outputs: int = 1
     onnx: tuple[str, ...] = ()  # ONNX op types this op can be lowered from (the ONNX converter's table)
+    optional_params: tuple[str, ...] = ()  # params a node may leave out (embed without token types)
 
     @property
     def n_inputs(self) -> int:
@@ -86,6 +91,11 @@ class OpSchema:
     @property
     def optional(self) -> tuple[str, ...]:
         return tuple(name for name, attr in self.attrs.items() if attr.optional)
+
+    def params_ok(self, params: Any) -> bool:
+        """Exactly the declared params, less any optional ones, each a tensor name prefix."""
+        return (isinstance(params, dict) and set(self.params) - set(self.optional_params) <= set(params)
+                <= set(self.params) and all(isinstance(v, str) and v for v in params.values()))
 
 
 @dataclasses.dataclass
@@ -140,22 +150,33 @@ class GraphContext:
             self.expect(prefix + names.BIAS, shape[:1])
         return shape
 
-    def norm(self, prefix: str) -> None:
-        hidden = self.cfg("hidden_size")
-        self.expect(prefix + names.WEIGHT, (hidden,))
-        self.expect(prefix + names.BIAS, (hidden,))
+    def norm(self, prefix: str, width: int | None = None) -> None:
+        """``prefix.weight`` and ``.bias`` (width,) F32; width defaults to hidden_size."""
+        width = width or self.cfg("hidden_size")
+        self.expect(prefix + names.WEIGHT, (width,))
+        self.expect(prefix + names.BIAS, (width,))
+
+    def embedding_width(self) -> int:
+        """Width of the embedding tables: config embedding_size when set (ALBERT, ELECTRA), else hidden_size."""
+        return self.cfg("embedding_size") if self.config.get("embedding_size") is not None else self.cfg("hidden_size")
 
 
 # ------------------------------------------------------------ the ops' rules
 
 
 def _embed(node: dict, ctx: GraphContext) -> list:
-    hidden, params = ctx.cfg("hidden_size"), node["params"]
-    ctx.weight(params["word"], ctx.cfg("vocab_size"), hidden, bias=False)
-    ctx.expect(params["position"] + names.WEIGHT, (ctx.cfg("max_position_embeddings"), hidden))
-    ctx.expect(params["token_type"] + names.WEIGHT, (ctx.cfg("type_vocab_size"), hidden))
-    ctx.norm(params["norm"])
-    return [hidden]
+    width, params, attrs = ctx.embedding_width(), node["params"], node["attrs"]
+    ctx.weight(params["word"], ctx.cfg("vocab_size"), width, bias=False)
+    rows = ctx.cfg("max_position_embeddings")
+    ctx.expect(params["position"] + names.WEIGHT, (rows, width))
+    offset = attrs.get("position_offset", 0)
+    if offset != ctx.config.get("position_offset", 0) or offset >= rows:
+        raise ValueError(f"position_offset {offset} must equal config position_offset "
+                         f"{show(ctx.config.get('position_offset', 0))} and leave rows of the {rows}-row table")
+    if "token_type" in params:  # absent: the model has no token types (DistilBERT); type ids are ignored
+        ctx.expect(params["token_type"] + names.WEIGHT, (ctx.cfg("type_vocab_size"), width))
+    ctx.norm(params["norm"], width)
+    return [width]
 
 
 def _linear(node: dict, ctx: GraphContext) -> list:
@@ -189,11 +210,9 @@ def _first_token(node: dict, ctx: GraphContext) -> list:
 
 
 def _norm(node: dict, ctx: GraphContext) -> list:
-    hidden = ctx.cfg("hidden_size")
-    if node["_widths"] != [hidden]:
-        raise ValueError(f"input has width {node['_widths'][0]}, expected {hidden}")
-    ctx.norm(node["params"]["norm"])
-    return [hidden]
+    (width,) = node["_widths"]
+    ctx.norm(node["params"]["norm"], width)  # any width: ELECTRA's generator head normalises embedding_size
+    return [width]
 
 
 def _tied_linear(node: dict, ctx: GraphContext) -> list:
@@ -211,10 +230,14 @@ def _geglu(node: dict, ctx: GraphContext) -> list:
 
 
 OPS: dict[str, OpSchema] = {
-    "embed": OpSchema(1, (IDS, IDS, IDS), ("word", "position", "token_type", "norm"), {"eps": EPS}, _embed,
-                      onnx=("Gather", "EmbedLayerNormalization")),
+    # position row = position_ids + position_offset (RoBERTa: padding_idx + 1); position_ids says how the
+    # caller numbers position_ids: "column" in its padded batch (BERT) or among "real_tokens" (RoBERTa)
+    "embed": OpSchema(1, (IDS, IDS, IDS), ("word", "position", "token_type", "norm"),
+                      {"eps": EPS, "position_offset": Attr(non_negative_int, optional=True),
+                       "position_ids": choice("column", "real_tokens", optional=True)}, _embed,
+                      optional_params=("token_type",), onnx=("Gather", "EmbedLayerNormalization")),
     "linear": OpSchema(1, (ROWS,), ("linear",),
-                       {"activation": choice("none", "gelu", "tanh"),
+                       {"activation": choice("none", "gelu", "tanh", "relu"),
                         "activations": choice("int8", "int16", "float32", optional=True)},
                        _linear, onnx=("MatMul", "Gemm", "MatMulInteger")),
     "attention": OpSchema(1, (ROWS, OFFSETS), (), {"num_heads": Attr(positive_int)}, _attention,

@@ -53,13 +53,40 @@ def tied_as_linear(node: dict, ctx) -> dict:
     return {**node, "op": "linear", "params": {"linear": alias}, "attrs": {"activation": "none"}}
 
 
-def tanh_after(bind_linear, node: dict, ctx, tanh):
-    """The pooler's ``linear`` with ``activation="tanh"``: the same linear without it (the int8
-    GEMM has no tanh epilogue), then ``tanh`` over its output."""
+def embed_tables(node: dict, ctx) -> tuple:
+    """(word, word scale or None, position rows from position_offset on, token type table, gamma, beta, eps)
+    of an ``embed`` node. Without a ``token_type`` param the model has no token types: a one-row zero
+    table, read at row 0 for every token (``zero_type_ids``), adds nothing (x + 0.0 == x)."""
+    p = node["params"]
+    word = ctx.tensor(p["word"] + names.WEIGHT)
+    offset = int(node["attrs"].get("position_offset", 0))
+    pos = ctx.tensor(p["position"] + names.WEIGHT)[offset:]  # a view: row k is position k + offset
+    typ = (ctx.tensor(p["token_type"] + names.WEIGHT) if "token_type" in p
+           else np.zeros((1, word.shape[1]), dtype=np.float32))
+    g, b = ctx.tensor(p["norm"] + names.WEIGHT), ctx.tensor(p["norm"] + names.BIAS)
+    return word, ctx.tensors.get(p["word"] + names.SCALE), pos, typ, g, b, float(node["attrs"]["eps"])
+
+
+def type_ids_of(node: dict):
+    """``values -> type ids`` for an embed node: its input, or zeros when the model has no token types."""
+    name = node["inputs"][1]
+    if "token_type" in node["params"]:
+        return lambda v: v[name]
+    return lambda v: np.zeros(len(v[name]), dtype=np.int32)
+
+
+# Activations applied after a linear layer's own (activation "none") output: the int8 GEMM
+# epilogue knows only GELU. tanh: BERT's pooler; relu: DistilBERT's pre_classifier.
+POST_ACTIVATIONS = {"tanh": lambda y: np.tanh(y, out=y), "relu": lambda y: np.maximum(y, 0, out=y)}
+
+
+def activation_after(bind_linear, node: dict, ctx, activation):
+    """A ``linear`` whose activation is in POST_ACTIVATIONS: the same linear without it, then
+    ``activation`` over its output."""
     inner = bind_linear({**node, "attrs": {**node["attrs"], "activation": "none"}}, ctx)
     (out_name,) = node["outputs"]
 
     def step(v):
         inner(v)
-        v[out_name] = tanh(v[out_name])
+        v[out_name] = activation(v[out_name])
     return step

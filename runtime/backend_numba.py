@@ -10,30 +10,29 @@ import numpy as np
 
 from edgebert import names
 
-from .backend_common import float_linear, is_float_linear, layer_norm_params, tanh_after, tied_as_linear
+from .backend_common import (POST_ACTIVATIONS, activation_after, embed_tables, float_linear, is_float_linear,
+                             layer_norm_params, tied_as_linear, type_ids_of)
 
 
 def embed(node, ctx):
     from .kernels.norm import embed as embed_kernel
 
-    p, eps = node["params"], float(node["attrs"]["eps"])
-    word = ctx.tensor(p["word"] + names.WEIGHT)
-    scale = ctx.tensors.get(p["word"] + names.SCALE)
+    word, scale, pos, typ, g, b, eps = embed_tables(node, ctx)
     scale = scale if scale is not None else np.ones(word.shape[0], dtype=np.float32)
-    pos, typ = ctx.tensor(p["position"] + names.WEIGHT), ctx.tensor(p["token_type"] + names.WEIGHT)
-    g, b = ctx.tensor(p["norm"] + names.WEIGHT), ctx.tensor(p["norm"] + names.BIAS)
-    (ids, types, positions), (out_name,) = node["inputs"], node["outputs"]
+    types = type_ids_of(node)
+    (ids, _, positions), (out_name,) = node["inputs"], node["outputs"]
 
     def step(v):
         out = ctx.buffer(out_name, len(v[ids]))
-        embed_kernel(v[ids], v[types], v[positions], word, scale, pos, typ, g, b, eps, out)
+        embed_kernel(v[ids], types(v), v[positions], word, scale, pos, typ, g, b, eps, out)
         v[out_name] = out
     return step
 
 
 def linear(node, ctx):
-    if node["attrs"].get("activation") == "tanh":  # the pooler
-        return tanh_after(linear, node, ctx, lambda y: np.tanh(y, out=y))
+    post = POST_ACTIVATIONS.get(node["attrs"].get("activation"))
+    if post is not None:  # the pooler (tanh), DistilBERT's pre_classifier (relu)
+        return activation_after(linear, node, ctx, post)
     prefix, act = node["params"]["linear"], node["attrs"].get("activation", "none")
     w = ctx.tensor(prefix + names.WEIGHT)
     if is_float_linear(node, w):

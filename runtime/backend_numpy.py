@@ -9,25 +9,25 @@ from __future__ import annotations
 from edgebert import names
 
 from . import reference as ref
-from .backend_common import float_linear, is_float_linear, layer_norm_params, tanh_after, tied_as_linear
+from .backend_common import (activation_after, embed_tables, float_linear, is_float_linear, layer_norm_params,
+                             tied_as_linear, type_ids_of)
 from .kernels.gemm_ref import qlinear_int16_ref, qlinear_ref
 
 
 def embed(node, ctx):
-    p, eps = node["params"], float(node["attrs"]["eps"])
-    word, scale = ctx.tensor(p["word"] + names.WEIGHT), ctx.tensors.get(p["word"] + names.SCALE)
-    pos, typ = ctx.tensor(p["position"] + names.WEIGHT), ctx.tensor(p["token_type"] + names.WEIGHT)
-    g, b = ctx.tensor(p["norm"] + names.WEIGHT), ctx.tensor(p["norm"] + names.BIAS)
-    (ids, types, positions), (out_name,) = node["inputs"], node["outputs"]
+    word, scale, pos, typ, g, b, eps = embed_tables(node, ctx)
+    types = type_ids_of(node)
+    (ids, _, positions), (out_name,) = node["inputs"], node["outputs"]
 
     def step(v):
-        v[out_name] = ref.embed_ref(v[ids], v[types], v[positions], word, scale, pos, typ, g, b, eps)
+        v[out_name] = ref.embed_ref(v[ids], types(v), v[positions], word, scale, pos, typ, g, b, eps)
     return step
 
 
 def linear(node, ctx):
-    if node["attrs"].get("activation") == "tanh":  # the pooler
-        return tanh_after(linear, node, ctx, ref.tanh_ref)
+    post = {"tanh": ref.tanh_ref, "relu": ref.relu_ref}.get(node["attrs"].get("activation"))
+    if post is not None:  # the pooler (tanh), DistilBERT's pre_classifier (relu)
+        return activation_after(linear, node, ctx, post)
     prefix, act = node["params"]["linear"], node["attrs"].get("activation", "none")
     w = ctx.tensor(prefix + names.WEIGHT)
     if is_float_linear(node, w):

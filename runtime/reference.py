@@ -79,3 +79,7 @@ def first_token_ref(x: NDArray, seq_offsets: NDArray) -> NDArray:
 
 def tanh_ref(y: NDArray) -> NDArray:
     return np.tanh(y.astype(np.float64)).astype(F32)
+
+
+def relu_ref(y: NDArray) -> NDArray:
+    return np.maximum(y, 0).astype(F32)

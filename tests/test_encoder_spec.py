@@ -18,12 +18,21 @@ KERNEL_ATOL = 2e-3
 
 
 @pytest.mark.parametrize("flag, value", [("norm_placement", "pre"), ("position", "rotary"), ("bias", False),
-                                         ("position_offset", 2), ("shared_layers", True), ("embedding_size", 8),
-                                         ("feed_forward", "swiglu")])
+                                         ("position_offset", -1), ("shared_layers", True), ("embedding_size", 0),
+                                         ("feed_forward", "swiglu"), ("position_ids", "rank")])
 def test_unimplemented_flags_are_refused_with_what_is_supported(flag, value):
     with pytest.raises(UnsupportedModel, match=rf"{flag} .* is not supported yet; supported: "):
         EncoderConfig(**SIZES, **{flag: value})
     assert value not in FLAGS[flag]
+
+
+def test_integer_flags_take_any_integer_in_range():
+    config = EncoderConfig(**SIZES, position_offset=2, embedding_size=8)
+    assert config.max_positions == 30 and config.embedding_width == 8
+    with pytest.raises(UnsupportedModel, match="position_offset 32 leaves no row"):
+        EncoderConfig(**SIZES, position_offset=32)
+    with pytest.raises(UnsupportedModel, match="supported: None, an integer >= 1"):
+        EncoderConfig(**SIZES, embedding_size=True)
 
 
 def test_bert_defaults_are_the_first_supported_values():

@@ -573,7 +573,7 @@ GRAPH_MUTATIONS = {
     "unknown_op": (_set(("nodes", 1, "op"), "conv"), "graph node 1 ('conv'): unknown op"),
     "misspelt_param": (_set(("nodes", 1, "params"), {"lineer": "blk.0.attn_qkv"}), "graph node 1 ('linear'): params"),
     "unknown_attr": (_set(("nodes", 2, "attrs"), {"num_heads": 2, "x": 1}), "graph node 2 ('attention'): attrs"),
-    "bad_activation": (_set(("nodes", 5, "attrs"), {"activation": "relu"}), "attr 'activation' has invalid value 'relu'"),
+    "bad_activation": (_set(("nodes", 5, "attrs"), {"activation": "silu"}), "attr 'activation' has invalid value 'silu'"),
     "bad_eps": (_set(("nodes", 4, "attrs"), {"eps": -1.0}), "graph node 4 ('add_norm'): attr 'eps'"),
     "input_not_produced": (_set(("nodes", 3, "inputs"), ["ctx9"]), "graph node 3 ('linear'): input 'ctx9' is not"),
     "input_used_before_defined": (_set(("nodes", 1, "inputs"), ["n0"]), "graph node 1 ('linear'): input 'n0'"),

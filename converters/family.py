@@ -1,0 +1,156 @@
+"""One converter spec per architecture family: a name map plus a config reader (CTranslate2's loaders).
+
+A ``Family`` is data: where the encoder's tensors live in a transformers
+checkpoint (source name -> standard role, edgebert/names.py), how its
+config.json reads into an ``EncoderConfig`` (whose flags say how its graph
+differs from BERT's), and its task heads by source class. ``register_family``
+makes every class it names findable in the registry; loading is the same
+code for every family: read the config, fill the spec's slots from the
+checkpoint, refuse leftovers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgebert import names
+from edgebert.errors import UnsupportedModel
+
+from . import source
+from .checkpoint import Checkpoint
+from .registry import register_loader
+from .spec import BERT_HEADS, EncoderConfig, HeadGraph, ModelSpec
+
+# A head part: source name (or tied alternatives, the first usual) -> (standard role, suffix).
+# "{base}" in a source name is the encoder's prefix as found in the checkpoint ("bert." or "").
+Part = dict
+
+
+def part(source: str | tuple[str, ...], role: names.Role, suffixes=(names.WEIGHT, names.BIAS)) -> Part:
+    """One layer's tensors: ``source + suffix`` -> (role, suffix); alternatives for tied copies."""
+    alts = (source,) if isinstance(source, str) else source
+    return {tuple(a + s for a in alts): (role, s) for s in suffixes}
+
+
+@dataclass(frozen=True)
+class Head:
+    """A task head: its parts, the MLM decoder's weight name (absent from the file when tied) and
+    fixed labels (NSP)."""
+
+    task: str
+    parts: tuple[Part, ...]
+    decoder: str | None = None
+    labels: dict | None = None
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # edgebert.architecture: informational, the graph says what runs
+    base: str  # transformers' base_model_prefix: the encoder's prefix in task checkpoints
+    read_config: Callable[[dict], EncoderConfig]
+    embeddings: dict  # source name under the base -> role (.weight, and .bias where the slot has one)
+    layer: str  # source prefix of layer i, "encoder.layer.{i}."
+    qkv: tuple[str, str, str]  # query, key, value projections under the layer prefix
+    layer_names: dict  # source name under the layer prefix -> role
+    bare: tuple[str, ...]  # source classes of the bare encoder ("BertModel")
+    heads: dict = field(default_factory=dict)  # source class -> Head
+    head_graph: HeadGraph = BERT_HEADS
+    ignored: tuple[str, ...] = ()  # suffixes a checkpoint may hold that no slot uses (buffers, poolers)
+
+    @property
+    def architectures(self) -> tuple[str, ...]:
+        return (*self.bare, *self.heads)
+
+
+def register_family(family: Family) -> Family:
+    for arch in family.architectures:
+        register_loader(arch)(_loader(family, arch))
+    return family
+
+
+def _loader(family: Family, architecture: str):
+    def load(folder: Path, cfg: dict, allow_pickle: bool = False) -> ModelSpec:
+        return load_model(family, architecture, folder, cfg, allow_pickle=allow_pickle)
+    load.__name__ = f"load_{architecture}"
+    return load
+
+
+def load_model(family: Family, architecture: str, folder: Path, cfg: dict, allow_pickle: bool = False) -> ModelSpec:
+    """A bare encoder (sentence-transformers folders too) or a task model of ``family``."""
+    from .heads import fill_head
+
+    head = family.heads.get(architecture)
+    st = source.sentence_transformers_settings(folder) if head is None else None
+    model_dir = st["transformer_dir"] if st else folder
+    if st and model_dir != folder:
+        cfg = source.read_json(model_dir / "config.json")
+    spec = encoder_spec(model_dir, family.read_config(cfg), architecture, cfg, st)
+    spec.head_graph, spec.architecture = family.head_graph, family.name
+    ckpt = Checkpoint(source.load_weights(model_dir, allow_pickle=allow_pickle), model_dir)
+    prefix = ckpt.base_prefix(_probe(family), ("", f"{family.base}.", "model."))
+    fill_encoder(family, spec, ckpt, prefix)
+    if head is not None:
+        fill_head(spec, ckpt, cfg, head, prefix)
+    ckpt.refuse_unused(family.ignored)
+    return spec
+
+
+def _probe(family: Family) -> str:
+    """The word embeddings' source name: present in every checkpoint of the family."""
+    word = next(src for src, role in family.embeddings.items() if role is names.TOKEN_EMBD)
+    return word + names.WEIGHT
+
+
+def fill_encoder(family: Family, spec: ModelSpec, ckpt: Checkpoint, prefix: str) -> None:
+    """Embeddings and every layer, from source names under ``prefix``."""
+    for src, role in family.embeddings.items():
+        for suffix in _suffixes(spec, role.prefix()):
+            spec[role.prefix() + suffix] = ckpt.take(prefix + src + suffix)
+    for i in range(spec.config.num_layers):
+        layer = prefix + family.layer.format(i=i)
+        for suffix in (names.WEIGHT, names.BIAS):
+            spec[names.ATTN_QKV.prefix(i) + suffix] = np.concatenate(
+                [ckpt.take(f"{layer}{p}{suffix}") for p in family.qkv])
+            for src, role in family.layer_names.items():
+                spec[role.prefix(i) + suffix] = ckpt.take(layer + src + suffix)
+
+
+def _suffixes(spec: ModelSpec, prefix: str) -> tuple[str, ...]:
+    """The suffixes the spec declares for a layer prefix (embedding tables have no bias; a table
+    the config does not have, e.g. token types of DistilBERT, has none)."""
+    return tuple(s for s in (names.WEIGHT, names.BIAS) if prefix + s in spec.slots)
+
+
+def config_value(cfg: dict, key: str, default=None):
+    """``cfg[key]``, or ``default`` when given; a missing required key is a clear refusal."""
+    if key in cfg:
+        return cfg[key]
+    if default is None:
+        raise UnsupportedModel(f"config.json lacks {key!r}")
+    return default
+
+
+def encoder_spec(model_dir: Path, config: EncoderConfig, architecture: str, cfg: dict,
+                 st: dict | None = None) -> ModelSpec:
+    """An empty spec with config, tokenizer and truncation length read from ``model_dir``."""
+    return ModelSpec(
+        source_architecture=architecture, config=config,
+        tokenizer_json=source.load_tokenizer_json(model_dir),
+        max_length=_max_length(model_dir, config, st),
+        pad_token_id=int(cfg.get("pad_token_id", 0) or 0),
+        pooling=st["pooling"] if st else {"mode": "mean", "normalize": False})
+
+
+def _max_length(folder: Path, config: EncoderConfig, st: dict | None) -> int:
+    """Truncation length as sentence-transformers uses it, capped by the usable positions."""
+    limit = None
+    if st and st["max_length"]:
+        limit = int(st["max_length"])
+    elif (folder / "tokenizer_config.json").is_file():
+        value = source.read_json(folder / "tokenizer_config.json").get("model_max_length")
+        if isinstance(value, int) and value > 0:
+            limit = value
+    return min(limit or config.max_positions, config.max_positions)
