@@ -1,9 +1,13 @@
 """Which int8 kernel path this CPU can run, detected once.
 
-An explicit x86 intrinsic compiled for a CPU that lacks it aborts the whole
-process, so the path is chosen here, from LLVM's view of the host, before
-any kernel is compiled. ``EDGEBERT_KERNEL`` = auto|portable|avx2|avxvnni|avx512vnni|amx
-forces a path; forcing one the CPU lacks is refused.
+An explicit intrinsic compiled for a CPU that lacks it aborts the whole
+process, so the path is chosen here before any kernel is compiled: on x86
+from LLVM's view of the host; on aarch64 also from the CPU flags the Linux
+kernel passes the process (AT_HWCAP, AT_HWCAP2), because LLVM 22's reading of
+/proc/cpuinfo does not turn ``asimddp`` into ``dotprod`` (a Raspberry Pi 5
+would otherwise run the portable path). ``EDGEBERT_KERNEL`` =
+auto|portable|neon_dot|avx2|avxvnni|avx512vnni|amx forces a path; forcing one
+the CPU lacks is refused.
 
 AMX also needs the kernel's permission (Linux arch_prctl XTILEDATA; without
 it the first tile instruction raises SIGILL). It is requested once, when the
@@ -15,19 +19,51 @@ import functools
 import os
 import platform
 
-from .isa import PATHS
+from .isa import ARM64, PATHS
 
 ENV_VAR = "EDGEBERT_KERNEL"
 # The paths and what each needs are declared once, in isa.PATHS (best first).
 CHOICES = ("auto",) + tuple(name for name, p in reversed(PATHS.items()) if p.by_name)
 
 
+# Linux arm64 CPU flags (arch/arm64/include/uapi/asm/hwcap.h): LLVM feature name ->
+# (auxiliary vector entry, bit). getauxval(AT_HWCAP) = 16, getauxval(AT_HWCAP2) = 26.
+AT_HWCAP, AT_HWCAP2 = 16, 26
+ARM64_HWCAPS = {
+    "neon": (AT_HWCAP, 1 << 1),  # HWCAP_ASIMD
+    "dotprod": (AT_HWCAP, 1 << 20),  # HWCAP_ASIMDDP: sdot/udot (Cortex-A76/A55 and later; not the A72)
+    "sve": (AT_HWCAP, 1 << 22),  # HWCAP_SVE
+    "i8mm": (AT_HWCAP2, 1 << 13),  # HWCAP2_I8MM: smmla/usdot (not on the Pi 5's A76)
+}
+
+
+def arm64_features(hwcap, hwcap2):
+    """The LLVM feature names that arm64 AT_HWCAP / AT_HWCAP2 words announce."""
+    words = {AT_HWCAP: hwcap, AT_HWCAP2: hwcap2}
+    return frozenset(name for name, (entry, bit) in ARM64_HWCAPS.items() if words[entry] & bit)
+
+
+def auxv_hwcaps():
+    """(AT_HWCAP, AT_HWCAP2) of this process from glibc's getauxval; (0, 0) where there is none."""
+    import ctypes
+
+    try:
+        getauxval = ctypes.CDLL(None).getauxval
+    except (OSError, AttributeError):
+        return 0, 0
+    getauxval.restype, getauxval.argtypes = ctypes.c_ulong, [ctypes.c_ulong]
+    return getauxval(AT_HWCAP), getauxval(AT_HWCAP2)
+
+
 @functools.lru_cache(maxsize=1)
 def host_features():
-    """Frozenset of the CPU features LLVM sees on this host."""
+    """Frozenset of the CPU features this host runs: LLVM's view, plus AT_HWCAP's on aarch64."""
     import llvmlite.binding as llb
 
-    return frozenset(k for k, on in llb.get_host_cpu_features().items() if on)
+    llvm = frozenset(k for k, on in llb.get_host_cpu_features().items() if on)
+    if platform.system() == "Linux" and platform.machine().lower() in ARM64:
+        return llvm | arm64_features(*auxv_hwcaps())
+    return llvm
 
 
 @functools.lru_cache(maxsize=1)

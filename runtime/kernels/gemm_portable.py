@@ -1,9 +1,8 @@
 """Portable int8 linear kernels, plus the pieces every path shares.
 
-Plain Numba loops with int32 accumulators: correct on any CPU. On aarch64
-with the dot-product extension LLVM turns the single-reduction s8 x s8 loop
-into ``sdot``, so this is also the ARM path (no aarch64 intrinsic is ever
-compiled). The row quantizer and the dequant/bias/GELU epilogue live here
+Plain Numba loops with int32 accumulators: correct on any CPU (the path of
+aarch64 CPUs without the dot-product extension, such as the Raspberry Pi 4's
+A72; those with it take gemm_neon_dot's explicit sdot tile). The row quantizer and the dequant/bias/GELU epilogue live here
 and are reused by the x86 paths, so every path rounds exactly alike.
 """
 

@@ -108,8 +108,9 @@ PATHS = {p.name: p for p in sorted((
             _qlinear("int8", "uint8"), _gemm_i32("int8", "uint8")),
     IsaPath("avx2", 3, X86, ("avx2",), "gemm_avx2", 4, 0, "int16", _qlinear("int16", "int16"),
             _gemm_i32("int16", "int16")),
-    # Reported by cpu.detected_path, never chosen by name: the portable kernels, from which LLVM emits sdot.
-    IsaPath("neon_dot", 4, ARM64, ("dotprod",), by_name=False, **_PORTABLE),
+    # Explicit sdot (Cortex-A76, Raspberry Pi 5); "dotprod" comes from AT_HWCAP (cpu.host_features)
+    IsaPath("neon_dot", 4, ARM64, ("dotprod",), "gemm_neon_dot", 4, 0, "int8", _qlinear("int8", "int8"),
+            _gemm_i32("int8", "int8")),
     IsaPath("portable", 5, (), (), **_PORTABLE),
 ), key=lambda p: p.rank)}
 

@@ -4,7 +4,8 @@ LLVM never emits ``vpdpbusd``/``vpmaddwd`` tiles from Numba loops on its own
 (see shared notes), so the x86 kernels work on LLVM vector values directly.
 This module only defines the vector types and generic IR operations (load,
 splat, add, store, lane extract); the x86-specific dot-product intrinsics live
-in ``gemm_vnni.py`` / ``gemm_avx2.py`` and are compiled only when selected.
+in ``gemm_vnni.py`` / ``gemm_avx2.py`` (x86) and ``gemm_neon_dot.py``
+(aarch64) and are compiled only when selected.
 """
 
 from llvmlite import ir
@@ -29,6 +30,7 @@ class _I32VecModel(models.PrimitiveModel):
 
 I32X16 = I32Vec(16)  # one zmm register
 I32X8 = I32Vec(8)  # one ymm register
+I32X4 = I32Vec(4)  # one NEON q register
 
 
 def _elem_ptr(context, builder, aryty, ary, idx):

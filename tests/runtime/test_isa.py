@@ -50,8 +50,8 @@ def test_shared_kernels_and_table_shape():
     ranks = [p.rank for p in isa.PATHS.values()]
     assert ranks == sorted(set(ranks)), "PATHS is best first, one rank each"
     assert list(isa.PATHS)[-1] == "portable" and not isa.PATHS["portable"].features
-    assert cpu.CHOICES == ("auto", "portable", "avx2", "avxvnni", "avx512vnni", "amx")
-    assert isa.PATHS["neon_dot"].module == "gemm_portable" and "neon_dot" not in cpu.CHOICES
+    assert cpu.CHOICES == ("auto", "portable", "neon_dot", "avx2", "avxvnni", "avx512vnni", "amx")
+    assert isa.PATHS["neon_dot"].module == "gemm_neon_dot" and isa.PATHS["neon_dot"].machines == isa.ARM64
 
 
 AMX = {"amx-tile", "amx-int8", "avx512f", "avx512bw", "avx512vnni", "avx2"}
@@ -62,8 +62,10 @@ AMX = {"amx-tile", "amx-int8", "avx512f", "avx512bw", "avx512vnni", "avx2"}
     ("x86_64", AMX, False, "avx512vnni", ("avx512vnni", "avx2", "portable")),  # Linux refused the tile data
     ("x86_64", {"avx2", "avx512f", "avx512vnni"}, True, "avx2", ("avx2", "portable")),  # no avx512bw
     ("x86_64", set(), True, "portable", ("portable",)),
-    ("aarch64", {"dotprod"}, True, "neon_dot", ("portable",)),  # reported, runs (and is chosen as) portable
-    ("aarch64", {"avx2", "dotprod"}, True, "neon_dot", ("portable",)),
+    ("aarch64", {"dotprod"}, True, "neon_dot", ("neon_dot", "portable")),  # Cortex-A76, Raspberry Pi 5
+    ("aarch64", {"avx2", "dotprod"}, True, "neon_dot", ("neon_dot", "portable")),
+    ("aarch64", {"neon"}, True, "portable", ("portable",)),  # Cortex-A72, Raspberry Pi 4
+    ("x86_64", {"avx2", "dotprod"}, True, "avx2", ("avx2", "portable")),  # ARM features count for nothing on x86
     ("arm64", set(), True, "portable", ("portable",)),
     ("aarch64", AMX, True, "portable", ("portable",)),  # x86 features on another machine count for nothing
 ])
@@ -76,15 +78,18 @@ def test_chosen_path_follows_machine_features_and_permission(monkeypatch, machin
     assert cpu.detected_path.__wrapped__() == detected
     assert cpu.available_paths() == available
     assert cpu.kernel_path() == available[0]
-    with pytest.raises(ValueError, match="neon_dot"):
-        cpu.kernel_path("neon_dot")
+    if "neon_dot" not in available:
+        with pytest.raises(ValueError, match="neon_dot"):
+            cpu.kernel_path("neon_dot")
 
 
 def test_jobs_cover_each_kernel_once_and_only_runnable_paths_compile(monkeypatch):
     everything = precompile.jobs(list(isa.PATHS), inference_only=False)
     keys = [(j.module, j.dispatcher, j.types) for j in everything]
     assert len(keys) == len(set(keys))
-    assert len(precompile.jobs(("neon_dot", "portable"))) == len(precompile.jobs(("portable",)))
+    neon = {j.dispatcher for j in everything if j.path == "neon_dot"}
+    assert neon == {"qlinear_kernel", "gemm_i32_kernel"} and {j.module for j in everything if j.path == "neon_dot"} == {
+        "gemm_neon_dot"}
     amx = {j.dispatcher for j in everything if j.path == "amx"}
     assert amx == {"_qlinear_serial", "_qlinear_parallel", "_gemm_i32_serial", "_gemm_i32_parallel", "ffn_kernel"}
     assert all(not j.kernel.startswith("gemm_i32") for j in precompile.jobs(list(isa.PATHS)))  # not at inference
@@ -120,3 +125,51 @@ def test_a_forward_pass_uses_exactly_the_declared_signatures(path):
     assert run.returncode == 0, run.stderr[-2000:]
     for name, sigs in json.loads(run.stdout.strip().splitlines()[-1]).items():
         assert sigs["used"] == sigs["declared"], name
+
+
+# AT_HWCAP words of real boards (bits from /proc/cpuinfo's Features line, arch/arm64 hwcap.h)
+PI4_A72_HWCAP = 0x887  # fp asimd evtstrm crc32 cpuid
+PI5_A76_HWCAP = 0x119FFF  # fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp
+
+
+@pytest.mark.parametrize("hwcap, hwcap2, features, detected", [
+    (PI5_A76_HWCAP, 0, {"neon", "dotprod"}, "neon_dot"),
+    (PI4_A72_HWCAP, 0, {"neon"}, "portable"),
+    (PI5_A76_HWCAP | (1 << 22), 1 << 13, {"neon", "dotprod", "sve", "i8mm"}, "neon_dot"),  # e.g. Neoverse V1
+    (0, 0, set(), "portable"),
+])
+def test_aarch64_path_comes_from_at_hwcap(monkeypatch, hwcap, hwcap2, features, detected):
+    """LLVM 22 reads a Pi 5's /proc/cpuinfo without ``dotprod`` (it ignores ``asimddp``): the
+    dot-product path is found from the kernel's AT_HWCAP, here fed fake words on any host."""
+    import llvmlite.binding as llb
+
+    assert cpu.arm64_features(hwcap, hwcap2) == features
+    monkeypatch.setattr(cpu.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(cpu.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(cpu, "auxv_hwcaps", lambda: (hwcap, hwcap2))
+    monkeypatch.setattr(llb, "get_host_cpu_features", lambda: {"neon": True, "fp-armv8": True, "dotprod": False})
+    monkeypatch.setattr(cpu, "amx_permitted", lambda: False)
+    monkeypatch.delenv(cpu.ENV_VAR, raising=False)
+    cpu.host_features.cache_clear()
+    try:
+        assert cpu.detected_path.__wrapped__() == detected
+        assert cpu.kernel_path() == detected
+    finally:
+        cpu.host_features.cache_clear()
+
+
+def test_hwcap_words_count_only_on_aarch64(monkeypatch):
+    """On x86, AT_HWCAP holds CPUID bits: they must not be read as arm64 flags."""
+    hwcap, hwcap2 = cpu.auxv_hwcaps()  # the real getauxval: Linux fills AT_HWCAP on x86 and arm64 alike
+    assert isinstance(hwcap, int) and isinstance(hwcap2, int)
+    if cpu.platform.system() == "Linux":
+        assert hwcap != 0
+    monkeypatch.setattr(cpu, "auxv_hwcaps", lambda: (PI5_A76_HWCAP, 1 << 13))
+    cpu.host_features.cache_clear()
+    try:
+        if cpu.platform.machine().lower() not in isa.ARM64:
+            assert not {"dotprod", "i8mm"} & cpu.host_features()
+        else:
+            assert {"dotprod", "i8mm"} <= cpu.host_features()
+    finally:
+        cpu.host_features.cache_clear()
