@@ -12,6 +12,7 @@ import numpy as np
 from . import names
 from .cli_tasks import add_task_parsers
 from .errors import EdgebertError, InputError
+from .server import add_serve_parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--threads", type=int, default=None)
     d.set_defaults(func=_demo)
     add_task_parsers(sub)
+    add_serve_parser(sub)
     return p
 
 
