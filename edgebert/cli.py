@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import names
+from .batch.command import add_job_arguments, run_from_args
 from .cli_tasks import add_task_parsers
 from .errors import EdgebertError, InputError
 from .server import add_serve_parser
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"edgebert: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a batch job has said how to resume
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,14 +75,15 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(func=_info)
 
-    e = sub.add_parser("embed", help="embed texts, one per line, into a .npy file")
+    e = sub.add_parser("embed", help="embed a corpus (.txt/.jsonl/.csv/.parquet or a folder), resumably")
     e.add_argument("file")
-    e.add_argument("--input", default="-", help="text file, one text per line (default: stdin)")
-    e.add_argument("--output", required=True, help="output .npy (n, dim) float32")
+    e.add_argument("--input", default="-", help="input file or folder (default: stdin, one text per line)")
+    e.add_argument("--output", required=True, help="output .parquet, .jsonl, or .npy (n, dim) for .txt input")
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--threads", type=int, default=None)
-    e.add_argument("--no-truncate", action="store_true", help="refuse texts longer than the model's maximum")
-    e.set_defaults(func=_embed)
+    e.add_argument("--no-truncate", action="store_true", help="reject texts longer than the model's maximum")
+    add_job_arguments(e)
+    e.set_defaults(func=run_from_args)
 
     w = sub.add_parser("warmup", help="compile every kernel for this CPU now (cached on disk)")
     w.set_defaults(func=lambda args: _warmup())
@@ -169,17 +173,6 @@ def read_lines(source: str) -> list[str]:
         except UnicodeDecodeError as e:
             raise InputError(f"{source}: line {number} is not valid UTF-8 (byte {e.start}: {e.reason})") from None
     return texts
-
-
-def _embed(args) -> int:
-    from . import load
-
-    texts = read_lines(args.input)
-    model = load(args.file, threads=args.threads)
-    vectors = model.embed(texts, batch_size=args.batch_size, truncate=not args.no_truncate)
-    np.save(args.output, vectors)
-    print(f"wrote {args.output}: {vectors.shape[0]} x {vectors.shape[1]} float32", file=sys.stderr)
-    return 0
 
 
 def _reference(args) -> int:

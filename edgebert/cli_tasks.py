@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .batch.command import add_job_arguments, run_from_args
 from .errors import InputError
 from .pipelines import pipeline_class
 
@@ -45,6 +46,7 @@ class Command:
     defaults: dict = field(default_factory=dict)  # where the command's default differs from the API's
     aliases: dict = field(default_factory=dict)  # option name -> older flags kept working
     arguments: tuple = ()  # the command's own arguments: (flags, argparse kwargs)
+    batch: bool = True  # --output runs a resumable batch job over --input (edgebert/batch/)
 
 
 COMMANDS = (
@@ -56,10 +58,10 @@ COMMANDS = (
     Command("ner", "token-classification", "token classification with character offsets",
             defaults={"aggregation_strategy": "simple"}, aliases={"aggregation_strategy": ("--aggregation",)}),
     Command("qa", "question-answering", "extractive question answering", _questions,
-            texts_help="contexts (default: from --input or stdin)",
+            texts_help="contexts (default: from --input or stdin)", batch=False,
             arguments=((("--question",), {"required": True, "help": "the question asked of every context"}),)),
     Command("fill-mask", "fill-mask", "fill [MASK] tokens"),
-    Command("summarize", "summarization", "extractive summary of each document", whole=True,
+    Command("summarize", "summarization", "extractive summary of each document", whole=True, batch=False,
             texts_help="documents (default: the whole of --input or stdin is one document)"),
 )
 
@@ -77,6 +79,10 @@ def add_task_parsers(sub) -> None:
             if option.cli:
                 option.add_to(t, command.defaults.get(option.name, option.default),
                               command.aliases.get(option.name, ()))
+        if command.batch:
+            t.add_argument("--output", default=None, help="write results to a .parquet or .jsonl file as a "
+                           "resumable batch job over --input (instead of JSON lines on stdout)")
+            add_job_arguments(t, pairs=True)
         t.set_defaults(func=lambda args, command=command: run_task(command, args))
 
 
@@ -84,14 +90,18 @@ def run_task(command: Command, args) -> int:
     from . import load, pipeline
     from .cli import read_lines
 
+    options = {o.name: getattr(args, o.name) for o in pipeline_class(command.task).options
+               if o.cli and getattr(args, o.name) is not None}
+    if getattr(args, "output", None):
+        if args.texts or getattr(args, "pairs", False):
+            raise InputError("with --output, records come from --input (pairs: --text-pair-field)")
+        return run_from_args(args, command.task, options)
     if args.texts:
         texts = list(args.texts)
     elif command.whole:
         texts = ["\n".join(read_lines(args.input or "-"))]
     else:
         texts = [t for t in read_lines(args.input or "-") if t.strip()]
-    options = {o.name: getattr(args, o.name) for o in pipeline_class(command.task).options
-               if o.cli and getattr(args, o.name) is not None}
     pipe = pipeline(command.task, model=load(args.file, threads=args.threads))
     for result in pipe(command.inputs(args, texts), **options):
         print(json.dumps(result, ensure_ascii=False))

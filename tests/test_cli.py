@@ -36,10 +36,11 @@ def test_embed_file_and_stdin(tiny_int8, tmp_path, monkeypatch):
 
 
 def test_embed_bad_utf8_names_the_line(tiny_int8, tmp_path, capsys):
+    """A bad line is rejected (listed with its line number), not fatal: issue 14's batch rule."""
     (tmp_path / "in.txt").write_bytes(b"ok\nbad \xff here\n")
-    assert main(["embed", str(tiny_int8), "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "a.npy")]) == 2
-    assert "line 2 is not valid UTF-8" in capsys.readouterr().err
-    assert not (tmp_path / "a.npy").exists()
+    assert main(["embed", str(tiny_int8), "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "a.npy")]) == 0
+    assert "line 2 is not valid UTF-8" in (tmp_path / "a.rejects.jsonl").read_text()
+    assert np.load(tmp_path / "a.npy").shape[0] == 1
 
 
 def test_errors_exit_2_with_message(tmp_path, capsys):
