@@ -206,12 +206,6 @@ class Model:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self._embed_encoded(encoded, batch_size)
 
-    def embed_tokenized(self, encoded: list, batch_size: int = 32) -> np.ndarray:
-        """``embed`` after ``tokenize``: a caller may tokenize the next texts on another thread meanwhile."""
-        if not encoded:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self._embed_encoded(encoded, batch_size)
-
     def _embed_encoded(self, encoded: list, batch_size: int) -> np.ndarray:
         out = np.empty((len(encoded), self.dim), dtype=np.float32)
 
