@@ -94,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_demo)
     add_task_parsers(sub)
     add_serve_parser(sub)
+    from .bench import add_bench_parser  # edgebert bench MODEL (edgebert/bench.py)
+    add_bench_parser(sub)
     return p
 
 
