@@ -7,9 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from . import names
 from .batch.command import add_job_arguments, run_from_args
 from .cli_tasks import add_task_parsers
 from .errors import EdgebertError, InputError
@@ -114,55 +111,11 @@ def _convert(args) -> int:
 
 
 def _info(args) -> int:
-    from .format import read_header
+    from .info import file_info, format_info
 
-    header = read_header(args.file)
-    info = describe(header, os.path.getsize(args.file))
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    cfg = info["config"]
-    print(f"file          {args.file} ({info['file_bytes'] / 2**20:.1f} MiB)")
-    print(f"architecture  {info['architecture']} (from {info['source_architecture']})")
-    print(f"shape         {cfg['num_layers']} layers, hidden {cfg['hidden_size']}, {cfg['num_heads']} heads, "
-          f"ffn {cfg['intermediate_size']}, vocab {cfg['vocab_size']}, positions {cfg['max_position_embeddings']}")
-    print(f"parameters    {info['parameters']:,} in {info['tensors']} tensors")
-    print(f"quantization  {info['quantization']}")
-    print(f"pooling       {info['pooling']}, max_length {info['max_length']}")
-    for name, err in info["worst_errors"]:
-        print(f"worst error   {name}: max abs {err['max_abs']:.3g}, max rel {err['max_rel']:.4f}, "
-              f"SQNR {err['sqnr_db']:.1f} dB")
-    cal = info.get("calibration")
-    if cal:
-        print(f"calibration   {cal['calibration']['texts']} texts ({cal['calibration']['source']}); SmoothQuant "
-              f"alpha {cal['smoothquant']['alpha']} on {len(cal['smoothquant']['layers'])} layers")
-        sens = sorted(cal["sensitivity_sqnr_db"].items(), key=lambda kv: kv[1])[:3]
-        print("most sensitive " + ", ".join(f"{k} ({v:.1f} dB)" for k, v in sens))
-        for name, kept in cal["higher_precision"].items():
-            print(f"kept {kept['activations']:8s} {name}: {kept['why']}")
-        if not cal["higher_precision"]:
-            print("kept          every linear layer in int8")
+    info = file_info(args.file)  # only what the reader verified (edgebert/description.py)
+    print(json.dumps(info, indent=2) if args.json else "\n".join(format_info(info, args.file)))
     return 0
-
-
-def describe(header, file_bytes: int) -> dict:
-    """What ``edgebert info`` shows, from the header alone (tensor bytes are not read)."""
-    report = header.json(names.REPORT)
-    worst = sorted(report.items(), key=lambda kv: -kv[1]["max_rel"])[:3]
-    return {
-        "file_bytes": file_bytes,
-        "architecture": header.metadata.get(names.ARCHITECTURE),
-        "source_architecture": header.metadata.get(names.SOURCE_ARCHITECTURE),
-        "format_version": header.metadata.get(names.VERSION),
-        "config": header.json(names.CONFIG),
-        "quantization": header.json(names.QUANTIZATION),
-        "pooling": header.json(names.POOLING),
-        "max_length": header.json(names.TOKENIZER_CONFIG).get("max_length"),
-        "tensors": len(header.tensors),
-        "parameters": int(sum(int(np.prod(t.shape)) for n, t in header.tensors.items() if not n.endswith(names.SCALE))),
-        "worst_errors": worst,
-        "calibration": header.json(names.CALIBRATION) if names.CALIBRATION in header.metadata else None,
-    }
 
 
 def read_lines(source: str) -> list[str]:

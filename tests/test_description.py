@@ -135,3 +135,14 @@ def test_files_of_earlier_converters_load_unchanged(path):
     assert model.config["norm_placement"] == "post" and model.config["embedding_size"] is None
     vectors = model.embed(["hello world", "a b c"])
     assert vectors.shape == (2, 16) and np.isfinite(vectors).all()
+
+
+def test_format_doc_states_the_rule_of_every_field():
+    from edgebert.content import CONFIG_RULES
+    from edgebert.description import HEAD_TASKS, PROBLEM_TYPES, SCHEMES
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "format.md").read_text()
+    section = text[text.index("## One source of truth"):text.index("## Checksum")]
+    for word in (*CONFIG_RULES, *HEAD_TASKS, *(s for v in SCHEMES.values() for s in v),
+                 *(p for p in PROBLEM_TYPES if p)):
+        assert f"`{word}`" in section, f"docs/format.md's rules do not name {word!r}"
