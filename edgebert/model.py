@@ -142,7 +142,8 @@ class Model:
         ``last_hidden_state`` (B, T, H); per-token head outputs (B, T, D) with
         zero rows at masked positions; per-sequence ones (``pooler_output``,
         classification ``logits``) (B, D); a QA head gives ``start_logits`` and
-        ``end_logits`` (B, T) as ``BertForQuestionAnswering`` does.
+        ``end_logits`` (B, T) as ``BertForQuestionAnswering`` does; a replaced-token-detection head
+        ``logits`` (B, T) as ``ElectraForPreTraining``.
         """
         ids, mask, types = self._check_run_inputs(input_ids, attention_mask, token_type_ids)
         B, T = ids.shape
@@ -159,6 +160,8 @@ class Model:
         if "qa_logits" in result:
             qa = result.pop("qa_logits")
             result["start_logits"], result["end_logits"] = qa[..., 0].copy(), qa[..., 1].copy()
+        if "rtd_logits" in result:  # ELECTRA's discriminator: (B, T), as ElectraForPreTraining's logits
+            result["logits"] = result.pop("rtd_logits")[..., 0].copy()
         return result
 
     def forward_sequences(self, encoded: list, outputs=None, batch_size: int = 32) -> list[dict]:

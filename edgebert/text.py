@@ -37,14 +37,20 @@ EXACT_COUNT_CHARS = 100_000  # longer refused texts get a lower bound, not a ful
 
 
 # The tokenizer inside a model file is attack surface (hostile regexes can
-# backtrack for ever): only the components BERT tokenizers are made of load.
+# backtrack for ever): only the components the BERT family's tokenizers are made
+# of load (WordPiece; byte-level BPE for RoBERTa; SentencePiece Unigram for
+# XLM-R/CamemBERT), none taking a pattern except Replace with one of SAFE_PATTERNS.
 ALLOWED_COMPONENTS = {
-    "model": {"WordPiece", "WordLevel"},
-    "normalizer": {"BertNormalizer", "Sequence", "NFD", "NFKD", "NFC", "NFKC", "Lowercase", "StripAccents", "Strip"},
-    "pre_tokenizer": {"BertPreTokenizer", "Sequence", "Whitespace", "WhitespaceSplit", "Punctuation", "Digits"},
-    "post_processor": {"TemplateProcessing", "BertProcessing"},
-    "decoder": {"WordPiece"},
+    "model": {"WordPiece", "WordLevel", "BPE", "Unigram"},
+    "normalizer": {"BertNormalizer", "Sequence", "NFD", "NFKD", "NFC", "NFKC", "Lowercase", "StripAccents", "Strip",
+                   "Precompiled", "Replace"},
+    "pre_tokenizer": {"BertPreTokenizer", "Sequence", "Whitespace", "WhitespaceSplit", "Punctuation", "Digits",
+                      "ByteLevel", "Metaspace"},
+    "post_processor": {"TemplateProcessing", "BertProcessing", "RobertaProcessing", "ByteLevel"},
+    "decoder": {"WordPiece", "ByteLevel", "Metaspace"},
 }
+# Replace normalizers' patterns: plain strings, or these regexes (XLM-R's tokenizer.json squeezes spaces).
+SAFE_PATTERNS = ({"Regex": " {2,}"},)
 
 
 def check_tokenizer(tokenizer_json: str, vocab_size: int | None = None) -> None:
@@ -59,11 +65,27 @@ def check_tokenizer(tokenizer_json: str, vocab_size: int | None = None) -> None:
         for kind in _component_types(spec.get(key)):
             if kind not in allowed:
                 raise InvalidModelFile(f"tokenizer {key} type {kind!r} is not allowed; allowed: {sorted(allowed)}")
+    for pattern in _replace_patterns(spec.get("normalizer")):
+        if not (isinstance(pattern, dict) and set(pattern) == {"String"}) and pattern not in SAFE_PATTERNS:
+            raise InvalidModelFile(f"tokenizer Replace pattern {str(pattern)[:80]!r} is not allowed; allowed: "
+                                   f"plain strings, {SAFE_PATTERNS}")
     vocab = spec["model"].get("vocab")
     if vocab_size is not None and isinstance(vocab, dict) and vocab:
         ids = [v for v in vocab.values() if isinstance(v, int)]
         if len(ids) != len(vocab) or min(ids) < 0 or max(ids) >= vocab_size:
             raise InvalidModelFile(f"tokenizer vocabulary ids must be integers in 0..{vocab_size - 1}")
+    if vocab_size is not None and isinstance(vocab, list) and len(vocab) > vocab_size:  # Unigram: [piece, score]
+        raise InvalidModelFile(f"tokenizer vocabulary has {len(vocab)} pieces, more than the model's {vocab_size}")
+
+
+def _replace_patterns(section) -> list:
+    """The ``pattern`` of every Replace normalizer in a section, nested Sequences included."""
+    if not isinstance(section, dict):
+        return []
+    found = [section.get("pattern")] if section.get("type") == "Replace" else []
+    for child in section.get("normalizers") or []:
+        found += _replace_patterns(child)
+    return found
 
 
 def _component_types(section) -> list[str]:

@@ -38,11 +38,7 @@ def make_tiny_model(folder: Path, minilm: Path, model_class: str, seed: int = 0,
                intermediate_size=128, max_position_embeddings=128, type_vocab_size=2)
     cfg.update(overrides)
     model = getattr(transformers, model_class)(transformers.BertConfig(**cfg)).eval()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            for suffix, factor in HEAD_SCALES.items():
-                if name.endswith(suffix):
-                    param.mul_(factor)
+    scale_layers(model, HEAD_SCALES)
     model.save_pretrained(folder, safe_serialization=True)
     for name in TOKENIZER_FILES:
         shutil.copy(minilm / name, folder / name)
@@ -106,10 +102,9 @@ def hf_mean_pooled(model_dir: Path, texts: list[str], max_length: int, normalize
     return np.concatenate(out)
 
 
-@pytest.fixture(scope="session")
-def tiny_head(tmp_path_factory, minilm_dir):
-    """``tiny_head("BertForMaskedLM", "int8", **config)`` -> a converted file (``dtype=None``: the
-    transformers folder). Built once per class and config for the whole session."""
+def model_cache(tmp_path_factory, build):
+    """``get(model_class, dtype=None, **config)`` -> a converted file (``dtype=None``: the transformers
+    folder ``build(folder, model_class, **config)`` made). Each class and config built once."""
     import json
 
     from edgebert.converters import convert
@@ -119,8 +114,7 @@ def tiny_head(tmp_path_factory, minilm_dir):
     def get(model_class: str, dtype: str | None = None, **overrides):
         key = (model_class, json.dumps(overrides, sort_keys=True))
         if key not in folders:
-            folders[key] = make_tiny_model(tmp_path_factory.mktemp(model_class), minilm_dir, model_class,
-                                           **overrides)
+            folders[key] = build(tmp_path_factory.mktemp(model_class), model_class, **overrides)
         if dtype is None:
             return folders[key]
         out = folders[key] / f"{dtype}.edgebert"
@@ -128,3 +122,21 @@ def tiny_head(tmp_path_factory, minilm_dir):
             convert(folders[key], out, dtype=dtype)
         return out
     return get
+
+
+def scale_layers(model, scales: dict[str, float]) -> None:
+    """Multiply the parameters whose names end with a key of ``scales`` by its factor, in place."""
+    import torch
+
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            for suffix, factor in scales.items():
+                if name.endswith(suffix):
+                    param.mul_(factor)
+
+
+@pytest.fixture(scope="session")
+def tiny_head(tmp_path_factory, minilm_dir):
+    """``tiny_head("BertForMaskedLM", "int8", **config)`` -> a converted file (``dtype=None``: the
+    transformers folder). Built once per class and config for the whole session."""
+    return model_cache(tmp_path_factory, lambda folder, cls, **o: make_tiny_model(folder, minilm_dir, cls, **o))
