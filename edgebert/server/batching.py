@@ -80,6 +80,11 @@ class Batcher:
             return await job.future
         except asyncio.CancelledError:  # client gone or timed out: drop the job if it has not started
             job.cancelled = True
+            with self._cond:
+                if job in self._queue:  # still waiting: it leaves the queue now, freeing its place
+                    self._queue.remove(job)
+                    self.metrics.dropped.labels(self.name).inc()
+                    self.metrics.queued.labels(self.name).set(len(self._queue))
             raise
 
     def close(self, timeout: float | None = None) -> None:
