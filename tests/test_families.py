@@ -101,6 +101,23 @@ def test_int8_token_cosine(family_model, model_class):
     assert cos.mean() >= INT8_MIN_COSINE, cos.mean()
 
 
+# Numba kernels vs NumPy references on one int8 file (tests/test_heads.py's KERNEL_REL): float32
+# rounding may flip a rare activation to the neighbouring int8 step, so the bound is relative.
+KERNEL_REL = 5e-3
+
+
+@pytest.mark.parametrize("model_class", ["DistilBertForSequenceClassification", "RobertaForMaskedLM",
+                                         "ElectraForPreTraining"])
+def test_kernels_match_references(family_model, model_class):
+    """No token types and ReLU (DistilBERT), position_offset (RoBERTa), embd_proj (ELECTRA) on both backends."""
+    batch, _ = _torch_outputs(family_model(model_class), [])
+    args = (batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+    path = family_model(model_class, "int8")
+    fast, slow = edgebert.load(path).forward(*args), edgebert.load(path, backend="numpy").forward(*args)
+    for name, value in slow.items():
+        np.testing.assert_allclose(fast[name], value, atol=KERNEL_REL * np.abs(value).max(), rtol=0, err_msg=name)
+
+
 def test_roberta_positions_count_real_tokens_only(family_model):
     """Left padding moves columns, not RoBERTa's positions: the same text gives the same states."""
     model = edgebert.load(family_model("RobertaModel", "float32"))
