@@ -2,7 +2,6 @@
 overload, time-outs and disconnects; and the server healthy and correct afterwards."""
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import threading
@@ -167,4 +166,14 @@ def test_healthy_and_correct_after_all_that(server, tiny_int8):
     assert server.metric("edgebert_requests_total", route="/embed", status="500") == 0
 
 
-_ = asyncio  # the server's loop runs batcher jobs submitted from here (serving.ThreadServer.submit)
+
+def test_before_the_models_are_loaded_health_says_so(tiny_int8):
+    from starlette.testclient import TestClient
+
+    from edgebert.server.app import create_app
+
+    client = TestClient(create_app([("tiny", tiny_int8)]))  # lifespan not started: nothing loaded yet
+    r = client.get("/health")
+    assert r.status_code == 503 and r.json()["status"] == "loading"
+    r = client.post("/embed", json={"inputs": "a"})
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1" and "loading" in r.json()["error"]

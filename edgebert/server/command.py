@@ -1,10 +1,13 @@
 """``edgebert serve MODEL [MODEL ...]``: the flags (one per ``Limits`` field) and the process."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
 import socket
 import sys
+import threading
 
 from ..errors import InputError
 from .config import LOOPBACK, Limits, default_threads
@@ -63,7 +66,8 @@ def run(args) -> int:
     where = "loopback only: other machines cannot connect" if args.host in LOOPBACK else \
         "ALL machines that can reach this address can connect" + ("" if args.api_key else ", with no API key")
     print(f"edgebert: serving {', '.join(n for n, _ in specs)} on http://{_url_host(host)}:{port} ({where}); "
-          f"{threads} kernel threads; /health says when the models are ready", file=sys.stderr, flush=True)
+          f"{threads} kernel thread{'s' if threads > 1 else ''}; /health says when the models are ready",
+          file=sys.stderr, flush=True)
     server.run(sockets=[sock])
     return 1 if app.state.server.status == "failed" else 0
 
@@ -87,9 +91,24 @@ def resident_mib() -> float:
 def _server(app, limits: Limits):
     import uvicorn
 
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            """SIGTERM or Ctrl-C: stop accepting, answer what is in flight, then exit 0 (uvicorn's
+            own would re-raise the signal after draining, so the process would die of it)."""
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=limits.timeout_s,
                             h11_max_incomplete_event_size=64 * 1024)
-    return uvicorn.Server(config)
+    return Server(config)
 
 
 def _stop(server) -> None:
