@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import EdgebertError, InputError
+from ..errors import InputError
 from . import routes
 from .config import Limits
 from .http import ApiError, ClientGone
@@ -51,7 +51,7 @@ class State:
             self.ready_s = time.time() - self.started
             self.status = "ready"
             self.on_ready(self)
-        except (EdgebertError, OSError) as e:
+        except Exception as e:  # noqa: BLE001 - whatever it is, say it and stop (not "loading" for ever)
             self.status, self.error = "failed", f"{type(e).__name__}: {e}"
             log.error("edgebert serve: cannot load the models: %s", self.error)
             self.on_fatal()

@@ -12,6 +12,8 @@ import threading
 from ..errors import InputError
 from .config import LOOPBACK, Limits, default_threads
 
+API_KEY_ENV = "EDGEBERT_API_KEY"
+MAX_CONNECTIONS = 1024  # open connections and tasks; uvicorn answers 503 past it (the queues bound the work)
 FLAG_HELP = {
     "max_body_bytes": "largest request body (413 above)",
     "max_inputs": "most texts in one request (413 above)",
@@ -31,7 +33,9 @@ def add_serve_parser(sub) -> None:
                    help="a .edgebert file, or NAME=PATH (default name: the file name without its extension)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     s.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free port)")
-    s.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on every route but /health")
+    s.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or None,
+                   help=f"require 'Authorization: Bearer KEY' on every route but /health (default: ${API_KEY_ENV}, "
+                        "which keeps the key out of the process list)")
     s.add_argument("--threads", type=int, default=None,
                    help="kernel threads (default: $EDGEBERT_NUM_THREADS, else every core but one)")
     for f in dataclasses.fields(Limits):
@@ -73,7 +77,7 @@ def run(args) -> int:
 
 
 def _announce(state) -> None:
-    print(f"edgebert: ready in {state.ready_s:.1f} s after start, {resident_mib():.0f} MiB resident",
+    print(f"edgebert: ready (kernels and models loaded in {state.ready_s:.1f} s), {resident_mib():.0f} MiB resident",
           file=sys.stderr, flush=True)
 
 
@@ -107,7 +111,7 @@ def _server(app, limits: Limits):
                     signal.signal(sig, handler)
 
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=limits.timeout_s,
-                            h11_max_incomplete_event_size=64 * 1024)
+                            h11_max_incomplete_event_size=64 * 1024, limit_concurrency=MAX_CONNECTIONS)
     return Server(config)
 
 

@@ -100,8 +100,8 @@ class Registry:
         if served is None:
             raise ApiError(404, f"model {name!r} is not loaded; loaded: {self._listing()}")
         if kind != "any" and kind not in served.kinds:
-            raise ApiError(400, f"model {served.name!r} is not a {kind} model (it is: "
-                                f"{', '.join(served.kinds) or 'a model with a ' + served.model.head['task'] + ' head'})")
+            what = ", ".join(served.kinds) or f"a model with a {served.model.head['task']} head"
+            raise ApiError(400, f"model {served.name!r} is not a {kind} model (it is: {what})")
         return served
 
     def _listing(self) -> str:
