@@ -4,7 +4,7 @@ from __future__ import annotations
 from edgebert import names
 from edgebert.ops import GRAPH_INPUTS
 
-from .spec import BERT_HEADS, EncoderConfig, HeadGraph
+from .spec import BERT_HEADS, RELATIVE_MAX_DISTANCE, EncoderConfig, HeadGraph
 
 
 def node(op: str, inputs: list[str], outputs: list[str], params: dict | None = None, **attrs) -> dict:
@@ -33,7 +33,7 @@ def bert_encoder_graph(c: EncoderConfig) -> dict:
         out = "last_hidden_state" if i == c.num_layers - 1 else f"h{i + 1}"
         nodes += [
             node("linear", [h], [f"qkv{i}"], {"linear": names.ATTN_QKV.prefix(i)}, activation="none"),
-            node("attention", [f"qkv{i}", "seq_offsets"], [f"ctx{i}"], num_heads=c.num_heads),
+            attention(c, f"qkv{i}", f"ctx{i}"),
             node("linear", [f"ctx{i}"], [f"ao{i}"], {"linear": names.ATTN_OUTPUT.prefix(i)}, activation="none"),
             node("add_norm", [f"ao{i}", h], [f"n{i}"], {"norm": names.ATTN_NORM.prefix(i)}, eps=eps),
             *feed_forward(c, i, f"n{i}", f"down{i}"),
@@ -43,6 +43,14 @@ def bert_encoder_graph(c: EncoderConfig) -> dict:
     if c.num_layers == 0:
         raise ValueError("a BERT encoder needs at least one layer")
     return {"inputs": list(GRAPH_INPUTS), "outputs": ["last_hidden_state"], "nodes": nodes}
+
+
+def attention(c: EncoderConfig, qkv: str, out: str) -> dict:
+    """Plain attention, or with the relative position bias every layer shares (relative_buckets)."""
+    if c.relative_buckets is None:
+        return node("attention", [qkv, "seq_offsets"], [out], num_heads=c.num_heads)
+    return node("relative_attention", [qkv, "seq_offsets"], [out], {"bias": names.REL_BIAS.prefix()},
+                num_heads=c.num_heads, num_buckets=c.relative_buckets, max_distance=RELATIVE_MAX_DISTANCE)
 
 
 def feed_forward(c: EncoderConfig, i: int, x: str, out: str) -> list[dict]:

@@ -26,9 +26,11 @@ FLAGS = {
     "bias": (True,),  # linears carry biases (ModernBERT's do not)
     "shared_layers": (False,),  # ALBERT: one set of layer weights for every layer
     "embedding_size": (None, int),  # ELECTRA, ALBERT: embeddings of another width, projected to hidden_size
+    "relative_buckets": (None, int),  # MPNet: buckets of a relative position bias on every layer's scores
 }
 # ``int`` in FLAGS: any integer >= this (position_offset may be 0; an embedding width may not).
-FLAG_MINIMUM = {"position_offset": 0, "embedding_size": 1}
+FLAG_MINIMUM = {"position_offset": 0, "embedding_size": 1, "relative_buckets": 4}
+RELATIVE_MAX_DISTANCE = 128  # MPNet's relative_position_bucket: max_distance is fixed there
 
 
 def _flag_ok(flag: str, value) -> bool:
@@ -65,6 +67,7 @@ class EncoderConfig:
     bias: bool = True
     shared_layers: bool = False
     embedding_size: int | None = None
+    relative_buckets: int | None = None
 
     def __post_init__(self):
         if self.hidden_act not in SUPPORTED_ACTIVATIONS:
@@ -154,6 +157,8 @@ def bert_slots(c: EncoderConfig) -> dict[str, Slot]:
     slots.update(slots_of(names.EMBD_NORM, (E,)))
     if c.embedding_size is not None:
         slots.update(slots_of(names.EMBD_PROJ, (H, E)))
+    if c.relative_buckets is not None:
+        slots.update(slots_of(names.REL_BIAS, (c.relative_buckets, c.num_heads), bias=False))
     for i in range(c.num_layers):
         for role, shape in ((names.ATTN_QKV, (3 * H, H)), (names.ATTN_OUTPUT, (H, H)), (names.ATTN_NORM, (H,)),
                             (names.FFN_UP, (c.up_size, H)), (names.FFN_DOWN, (H, F)), (names.FFN_NORM, (H,))):

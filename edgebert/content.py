@@ -18,6 +18,7 @@ INT8_WEIGHTS, INT8_EMBEDDINGS, FLOAT32 = "int8_symmetric_per_channel", "int8_sym
 # What this runtime does with the activations entering an int8 linear (docs/format.md, "Quantization scheme").
 INT8_ACTIVATIONS = "uint8_asymmetric_per_token_dynamic"
 _DTYPE_NAMES = {"float32": "F32", "int32": "I32", "int8": "I8"}
+ATTENTION_OPS = ("attention", "relative_attention")
 
 
 class Unknown(Exception):
@@ -49,6 +50,10 @@ class Content:
 
     def ops(self, op: str) -> list[dict]:
         return [n for n in self.nodes if n.get("op") == op]
+
+    def attentions(self) -> list[dict]:
+        """Every layer's attention node, with or without a relative position bias."""
+        return [n for n in self.nodes if n.get("op") in ATTENTION_OPS]
 
     def embed(self) -> dict:
         found = self.ops("embed")
@@ -112,7 +117,7 @@ def _vocab_size(c: Content) -> int:
 def _hidden_size(c: Content) -> int:
     """Each attention node's qkv input comes from a linear of 3H rows."""
     widths = []
-    for node in c.ops("attention"):
+    for node in c.attentions():
         inputs = node.get("inputs") or [None]
         producer = c.producer.get(inputs[0]) if isinstance(inputs[0], str) else None
         if producer is None or producer.get("op") != "linear":
@@ -141,11 +146,11 @@ def _type_vocab_size(c: Content) -> int:
 
 
 def _num_heads(c: Content) -> int:
-    return one([c.attr(n, "num_heads") for n in c.ops("attention")], "attention nodes' num_heads")
+    return one([c.attr(n, "num_heads") for n in c.attentions()], "attention nodes' num_heads")
 
 
 def _num_layers(c: Content) -> int:
-    layers = len(c.ops("attention"))
+    layers = len(c.attentions())
     if not layers:
         raise Unknown("the graph has no attention node")
     return layers
@@ -181,6 +186,12 @@ def _shared_layers(c: Content) -> bool:
     return len(prefixes) != len(set(prefixes))
 
 
+def _relative_buckets(c: Content) -> int | None:
+    """Buckets of the relative position bias: every layer's, or none (plain attention)."""
+    return one([c.attr(n, "num_buckets") if n.get("op") == "relative_attention" else None
+                for n in c.attentions()], "attention nodes' relative buckets")
+
+
 def _embed_attr(key: str, default: Any) -> Callable[[Content], Any]:
     return lambda c: c.attr(c.embed(), key, default)
 
@@ -214,6 +225,7 @@ CONFIG_RULES: dict[str, Callable[[Content], Any]] = {
     "bias": _op_set(True, "the linear op always adds a .bias"),
     "shared_layers": _shared_layers,
     "embedding_size": _embedding_size,
+    "relative_buckets": _relative_buckets,
 }
 
 

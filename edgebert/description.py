@@ -151,6 +151,7 @@ CONFIG_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "position_ids": (lambda v: v in ("column", "real_tokens"), "'column' or 'real_tokens'"),
     "bias": (lambda v: v is True, "true (the linear op has a bias)"),
     "shared_layers": (lambda v: isinstance(v, bool), "a JSON boolean"),
+    "relative_buckets": (lambda v: v is None or _is_size(v, 4), f"null or an integer in 4..{MAX_SIZE}"),
 }
 
 

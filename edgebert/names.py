@@ -60,6 +60,8 @@ TOKEN_TYPE_EMBD = Role("token_type_embd", "float")
 EMBD_NORM = Role("embd_norm", "norm")
 # ELECTRA, ALBERT: embeddings of embedding_size, projected to hidden_size after their LayerNorm
 EMBD_PROJ = Role("embd_proj", "linear", smoothed=True, calibrated=True)
+# MPNet: the relative position bias table (buckets, heads), one for every layer
+REL_BIAS = Role("rel_bias", "float")
 ATTN_QKV = Role("blk.{i}.attn_qkv", "linear", smoothed=True, calibrated=True)
 ATTN_OUTPUT = Role("blk.{i}.attn_output", "linear", calibrated=True)
 ATTN_NORM = Role("blk.{i}.attn_norm", "norm")
@@ -83,7 +85,7 @@ MLM_DECODER = Role("mlm.decoder", "linear")
 RTD_TRANSFORM = Role("rtd.transform", "linear")
 RTD = Role("rtd", "float")
 
-ROLES = (TOKEN_EMBD, POSITION_EMBD, TOKEN_TYPE_EMBD, EMBD_NORM, EMBD_PROJ, ATTN_QKV, ATTN_OUTPUT, ATTN_NORM, FFN_UP,
+ROLES = (TOKEN_EMBD, POSITION_EMBD, TOKEN_TYPE_EMBD, EMBD_NORM, EMBD_PROJ, REL_BIAS, ATTN_QKV, ATTN_OUTPUT, ATTN_NORM, FFN_UP,
          FFN_DOWN, FFN_NORM, POOLER, CLASSIFIER, QA, NSP, MLM_TRANSFORM, MLM_NORM, MLM_DECODER, RTD_TRANSFORM, RTD)
 
 

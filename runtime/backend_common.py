@@ -60,7 +60,8 @@ def embed_tables(node: dict, ctx) -> tuple:
     p = node["params"]
     word = ctx.tensor(p["word"] + names.WEIGHT)
     offset = int(node["attrs"].get("position_offset", 0))
-    pos = ctx.tensor(p["position"] + names.WEIGHT)[offset:]  # a view: row k is position k + offset
+    pos = (ctx.tensor(p["position"] + names.WEIGHT)[offset:] if "position" in p  # row k: position k + offset
+           else np.zeros((1, word.shape[1]), dtype=np.float32))  # rotary models: read at row 0, adds nothing
     typ = (ctx.tensor(p["token_type"] + names.WEIGHT) if "token_type" in p
            else np.zeros((1, word.shape[1]), dtype=np.float32))
     g, b = ctx.tensor(p["norm"] + names.WEIGHT), ctx.tensor(p["norm"] + names.BIAS)
@@ -71,6 +72,14 @@ def type_ids_of(node: dict):
     """``values -> type ids`` for an embed node: its input, or zeros when the model has no token types."""
     name = node["inputs"][1]
     if "token_type" in node["params"]:
+        return lambda v: v[name]
+    return lambda v: np.zeros(len(v[name]), dtype=np.int32)
+
+
+def position_ids_of(node: dict):
+    """``values -> position ids`` for an embed node: its input, or zeros when it has no position table."""
+    name = node["inputs"][2]
+    if "position" in node["params"]:
         return lambda v: v[name]
     return lambda v: np.zeros(len(v[name]), dtype=np.int32)
 

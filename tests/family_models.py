@@ -15,7 +15,9 @@ SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, interme
 # pipelines real margins to agree on (as tests/conftest.py's HEAD_SCALES). Suffix -> factor.
 HEAD_SCALES = {"classifier.weight": 30.0, "classifier.out_proj.weight": 30.0, "qa_outputs.weight": 30.0,
                "dense_prediction.weight": 30.0, "vocab_layer_norm.weight": 8.0, "lm_head.layer_norm.weight": 8.0,
-               "generator_predictions.LayerNorm.weight": 8.0}
+               "generator_predictions.LayerNorm.weight": 8.0,
+               # MPNet's relative position bias: std 1 instead of 0.02, so a wrong bucket shows
+               "relative_attention_bias.weight": 50.0}
 
 # family -> (config class, config overrides, tokenizer kind)
 FAMILIES = {
@@ -25,7 +27,9 @@ FAMILIES = {
     "xlm-roberta": ("XLMRobertaConfig", dict(SIZES, max_position_embeddings=66, type_vocab_size=1), "unigram"),
     "camembert": ("CamembertConfig", dict(SIZES, max_position_embeddings=66, type_vocab_size=1), "unigram"),
     "electra": ("ElectraConfig", dict(SIZES, embedding_size=16, max_position_embeddings=64), "wordpiece"),
+    "mpnet": ("MPNetConfig", dict(SIZES, max_position_embeddings=66), "bpe"),
 }
+NO_TOKEN_TYPES = ("mpnet",)
 
 
 def train_tokenizer(kind: str, texts: list[str]):
@@ -64,9 +68,11 @@ def save_tokenizer(folder: Path, kind: str, texts: list[str], minilm: Path, fami
     from transformers import PreTrainedTokenizerFast
 
     tok = train_tokenizer(kind, texts)
+    # models without token types take no token_type_ids (MPNet's forward refuses them)
+    inputs = {"model_input_names": ["input_ids", "attention_mask"]} if family in NO_TOKEN_TYPES else {}
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
                                    sep_token="</s>", cls_token="<s>", pad_token="<pad>", mask_token="<mask>",
-                                   model_max_length=64)
+                                   model_max_length=64, **inputs)
     fast.save_pretrained(folder)
     return tok.get_vocab_size()
 

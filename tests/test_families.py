@@ -40,6 +40,11 @@ CASES = {  # source class -> (family, outputs compared, config overrides)
     "ElectraForTokenClassification": ("electra", ["logits"], {"num_labels": 5}),
     "ElectraForQuestionAnswering": ("electra", ["start_logits", "end_logits"], {}),
     "ElectraForMaskedLM": ("electra", ["logits"], {}),
+    "MPNetModel": ("mpnet", [], {}),
+    "MPNetForSequenceClassification": ("mpnet", ["logits"], {"num_labels": 3}),
+    "MPNetForTokenClassification": ("mpnet", ["logits"], {"num_labels": 5}),
+    "MPNetForQuestionAnswering": ("mpnet", ["start_logits", "end_logits"], {}),
+    "MPNetForMaskedLM": ("mpnet", ["logits"], {}),
 }
 FIRST = ["Hello world!", "A considerably longer sentence, with punctuation; and more words to pad.", "x"]
 SECOND = ["It was fine.", "Short.", "Numbers 12345 and more."]
@@ -90,7 +95,7 @@ def test_float32_matches_transformers(family_model, model_class):
 
 
 @pytest.mark.parametrize("model_class", ["DistilBertModel", "RobertaModel", "XLMRobertaModel", "ElectraModel",
-                                         "ElectraForPreTraining"])
+                                         "ElectraForPreTraining", "MPNetModel"])
 def test_int8_token_cosine(family_model, model_class):
     batch, expected = _torch_outputs(family_model(model_class), [])
     args = (batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
@@ -107,7 +112,7 @@ KERNEL_REL = 5e-3
 
 
 @pytest.mark.parametrize("model_class", ["DistilBertForSequenceClassification", "RobertaForMaskedLM",
-                                         "ElectraForPreTraining"])
+                                         "ElectraForPreTraining", "MPNetForSequenceClassification"])
 def test_kernels_match_references(family_model, model_class):
     """No token types and ReLU (DistilBERT), position_offset (RoBERTa), embd_proj (ELECTRA) on both backends."""
     batch, _ = _torch_outputs(family_model(model_class), [])
@@ -155,6 +160,9 @@ PIPELINES = [  # (task, source class, call options); text pairs go through each 
     ("fill-mask", "DistilBertForMaskedLM", {"top_k": 3}),
     ("fill-mask", "RobertaForMaskedLM", {"top_k": 3}),
     ("fill-mask", "XLMRobertaForMaskedLM", {"top_k": 3}),
+    ("text-classification", "MPNetForSequenceClassification", {"top_k": None}),
+    ("token-classification", "MPNetForTokenClassification", {"aggregation_strategy": "simple"}),
+    ("fill-mask", "MPNetForMaskedLM", {"top_k": 3}),
 ]
 N_TEXTS = 12
 

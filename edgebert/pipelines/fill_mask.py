@@ -55,7 +55,7 @@ class FillMaskPipeline(Pipeline):
                     filled = ids.copy()
                     filled[m] = token
                     props.append({"score": float(row[p]), "token": token,
-                                  "token_str": self.tokenizer.decode([token]),
+                                  "token_str": self.tokenizer.decode([token], skip_special_tokens=False),  # as transformers
                                   "sequence": self.tokenizer.decode(filled.tolist(), skip_special_tokens=single)})
                 rows.append(props)
             out.append(rows[0] if single else rows)
