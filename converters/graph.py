@@ -53,14 +53,6 @@ def attention(c: EncoderConfig, qkv: str, out: str) -> dict:
                 num_heads=c.num_heads, num_buckets=c.relative_buckets, max_distance=RELATIVE_MAX_DISTANCE)
 
 
-def attention(c: EncoderConfig, qkv: str, out: str) -> dict:
-    """Plain attention, or with the relative position bias every layer shares (relative_buckets)."""
-    if c.relative_buckets is None:
-        return node("attention", [qkv, "seq_offsets"], [out], num_heads=c.num_heads)
-    return node("relative_attention", [qkv, "seq_offsets"], [out], {"bias": names.REL_BIAS.prefix()},
-                num_heads=c.num_heads, num_buckets=c.relative_buckets, max_distance=RELATIVE_MAX_DISTANCE)
-
-
 def feed_forward(c: EncoderConfig, i: int, x: str, out: str) -> list[dict]:
     """Layer i's up and down projections: GELU between them, or a gated GELU (config.feed_forward)."""
     up, down = {"linear": names.FFN_UP.prefix(i)}, {"linear": names.FFN_DOWN.prefix(i)}

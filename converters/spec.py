@@ -159,8 +159,6 @@ def bert_slots(c: EncoderConfig) -> dict[str, Slot]:
         slots.update(slots_of(names.EMBD_PROJ, (H, E)))
     if c.relative_buckets is not None:
         slots.update(slots_of(names.REL_BIAS, (c.relative_buckets, c.num_heads), bias=False))
-    if c.relative_buckets is not None:
-        slots.update(slots_of(names.REL_BIAS, (c.relative_buckets, c.num_heads), bias=False))
     for i in range(c.num_layers):
         for role, shape in ((names.ATTN_QKV, (3 * H, H)), (names.ATTN_OUTPUT, (H, H)), (names.ATTN_NORM, (H,)),
                             (names.FFN_UP, (c.up_size, H)), (names.FFN_DOWN, (H, F)), (names.FFN_NORM, (H,))):

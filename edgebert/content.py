@@ -19,7 +19,6 @@ INT8_WEIGHTS, INT8_EMBEDDINGS, FLOAT32 = "int8_symmetric_per_channel", "int8_sym
 INT8_ACTIVATIONS = "uint8_asymmetric_per_token_dynamic"
 _DTYPE_NAMES = {"float32": "F32", "int32": "I32", "int8": "I8"}
 ATTENTION_OPS = ("attention", "relative_attention")
-ATTENTION_OPS = ("attention", "relative_attention")
 
 
 class Unknown(Exception):
@@ -51,10 +50,6 @@ class Content:
 
     def ops(self, op: str) -> list[dict]:
         return [n for n in self.nodes if n.get("op") == op]
-
-    def attentions(self) -> list[dict]:
-        """Every layer's attention node, with or without a relative position bias."""
-        return [n for n in self.nodes if n.get("op") in ATTENTION_OPS]
 
     def attentions(self) -> list[dict]:
         """Every layer's attention node, with or without a relative position bias."""
@@ -189,12 +184,6 @@ def _hidden_act(c: Content) -> str:
 def _shared_layers(c: Content) -> bool:
     prefixes = [p for _, p in c.linears() if names.layer_of(p) is not None]
     return len(prefixes) != len(set(prefixes))
-
-
-def _relative_buckets(c: Content) -> int | None:
-    """Buckets of the relative position bias: every layer's, or none (plain attention)."""
-    return one([c.attr(n, "num_buckets") if n.get("op") == "relative_attention" else None
-                for n in c.attentions()], "attention nodes' relative buckets")
 
 
 def _relative_buckets(c: Content) -> int | None:

@@ -62,8 +62,6 @@ EMBD_NORM = Role("embd_norm", "norm")
 EMBD_PROJ = Role("embd_proj", "linear", smoothed=True, calibrated=True)
 # MPNet: the relative position bias table (buckets, heads), one for every layer
 REL_BIAS = Role("rel_bias", "float")
-# MPNet: the relative position bias table (buckets, heads), one for every layer
-REL_BIAS = Role("rel_bias", "float")
 ATTN_QKV = Role("blk.{i}.attn_qkv", "linear", smoothed=True, calibrated=True)
 ATTN_OUTPUT = Role("blk.{i}.attn_output", "linear", calibrated=True)
 ATTN_NORM = Role("blk.{i}.attn_norm", "norm")

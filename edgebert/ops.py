@@ -224,21 +224,6 @@ def _relative_attention(node: dict, ctx: GraphContext) -> list:
     return width
 
 
-def _relative_attention(node: dict, ctx: GraphContext) -> list:
-    """attention's ports and widths, plus a (rows >= num_buckets, num_heads) F32 bias table."""
-    width = _attention(node, ctx)
-    attrs, name = node["attrs"], node["params"]["bias"] + names.WEIGHT
-    buckets, exact = attrs["num_buckets"], attrs["num_buckets"] // 4
-    if buckets < 4 or attrs["max_distance"] <= exact:
-        raise ValueError(f"num_buckets {buckets} must be >= 4 and max_distance {attrs['max_distance']} "
-                         f"above the {exact} exact buckets")
-    shape = ctx.shape(name)
-    if len(shape) != 2 or shape[0] < buckets or shape[1] != attrs["num_heads"]:
-        raise ValueError(f"tensor {show(name)} has shape {shape}, expected (>= {buckets}, {attrs['num_heads']})")
-    ctx.expect(name, shape)
-    return width
-
-
 def _norm(node: dict, ctx: GraphContext) -> list:
     (width,) = node["_widths"]
     ctx.norm(node["params"]["norm"], width)  # any width: ELECTRA's generator head normalises embedding_size

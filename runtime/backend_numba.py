@@ -160,33 +160,6 @@ def relative_attention(node, ctx):
     return step
 
 
-def relative_attention(node, ctx):
-    from .kernels.relative import distance_bias, make_scratch, scratch_size
-    from .kernels.relative import relative_attention as relative_kernel
-
-    heads, buckets, distance = (int(node["attrs"][k]) for k in ("num_heads", "num_buckets", "max_distance"))
-    prefix = node["params"]["bias"]
-    table = ctx.tensor(prefix + names.WEIGHT)
-    (qkv_name, off_name), (out_name,) = node["inputs"], node["outputs"]
-    head_dim = ctx.width[out_name] // heads
-
-    def step(v):
-        qkv, ws = v[qkv_name], ctx.workspace()
-        # the bias by distance: once per model and length cap, shared by every layer's node
-        by_distance, centre = ctx.derived.get(prefix, (None, -1))
-        if centre + 1 < ws.longest:
-            by_distance, centre = ctx.derived[prefix] = distance_bias(table, buckets, distance,
-                                                                      max(ws.longest, 2 * (centre + 1), 128))
-        key = ("relative", head_dim)
-        scratch = ws.attention_scratch.get(key)
-        if scratch is None or scratch.shape[1] < scratch_size(ws.longest, head_dim):
-            scratch = ws.attention_scratch[key] = make_scratch(max(ws.longest, 128), head_dim)
-        out = ctx.buffer(out_name, qkv.shape[0])
-        relative_kernel(qkv, v[off_name], heads, by_distance, centre, out, scratch)
-        v[out_name] = out
-    return step
-
-
 BINDERS = {"embed": embed, "linear": linear, "attention": attention, "add_norm": add_norm, "geglu": geglu,
            "first_token": first_token, "norm": norm, "tied_linear": tied_linear,
            "relative_attention": relative_attention}

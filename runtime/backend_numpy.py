@@ -103,19 +103,6 @@ def relative_attention(node, ctx):
     return step
 
 
-def relative_attention(node, ctx):
-    heads, buckets, distance = (int(node["attrs"][k]) for k in ("num_heads", "num_buckets", "max_distance"))
-    table = ctx.tensor(node["params"]["bias"] + names.WEIGHT)
-    (qkv_name, off_name), (out_name,) = node["inputs"], node["outputs"]
-
-    def bias(length):
-        return ref.relative_bias_ref(table, length, buckets, distance)
-
-    def step(v):
-        v[out_name] = ref.attention_ref(v[qkv_name], v[off_name], heads, position_bias=bias)
-    return step
-
-
 BINDERS = {"embed": embed, "linear": linear, "attention": attention, "add_norm": add_norm, "geglu": geglu,
            "first_token": first_token, "norm": norm, "tied_linear": tied_linear,
            "relative_attention": relative_attention}

@@ -39,7 +39,6 @@ class Executor:
         self.packed: dict = {}  # output value -> PackedLinear of an int8-weight linear (numba backend)
         self.two_pass: set[str] = set()  # ... of those, the ones run as qlinear_int16
         self.derived: dict = {}  # values derived from tensors once and shared by nodes (relative bias by distance)
-        self.derived: dict = {}  # values derived from tensors once and shared by nodes (relative bias by distance)
         self.steps: list[Callable[[dict], None]] = []
         self.io: list[tuple[list[str], list[str]]] = []  # (inputs, outputs) per step, for buffer planning
         for node in graph["nodes"]:

@@ -55,26 +55,6 @@ def relative_bias_ref(table: NDArray, length: int, num_buckets: int, max_distanc
     return table[relative_buckets_ref(pos[None, :] - pos[:, None], num_buckets, max_distance)].transpose(2, 0, 1)
 
 
-def relative_buckets_ref(distance: NDArray, num_buckets: int, max_distance: int) -> NDArray:
-    """Bucket of each relative distance j - i (key minus query), as transformers' MPNet (T5's
-    bidirectional buckets): half the buckets per direction, exact below num_buckets // 4, then
-    log-spaced up to max_distance; float32 arithmetic as torch does it, truncated."""
-    n = -np.asarray(distance, dtype=np.int64)
-    half = num_buckets // 2
-    exact = half // 2
-    ret = (n < 0).astype(np.int64) * half
-    n = np.abs(n)
-    ratio = np.maximum(n, 1).astype(F32) / F32(exact)
-    large = exact + (np.log(ratio) / F32(math.log(max_distance / exact)) * F32(half - exact)).astype(np.int64)
-    return ret + np.where(n < exact, n, np.minimum(large, half - 1))
-
-
-def relative_bias_ref(table: NDArray, length: int, num_buckets: int, max_distance: int) -> NDArray:
-    """(nh, L, L) bias of query i and key j: table[bucket(j - i)] (table: (buckets, nh))."""
-    pos = np.arange(length)
-    return table[relative_buckets_ref(pos[None, :] - pos[:, None], num_buckets, max_distance)].transpose(2, 0, 1)
-
-
 def gelu_ref(y: NDArray) -> NDArray:
     """Exact (erf) GELU, as BERT's ``hidden_act="gelu"``, rounded to float32."""
     return gelu_f64_ref(y).astype(F32)
@@ -104,8 +84,6 @@ def attention_ref(qkv: NDArray, seq_offsets: NDArray, num_heads: int, position_b
         k = qkv[s:e, H:2 * H].reshape(e - s, num_heads, d).transpose(1, 0, 2)
         v = qkv[s:e, 2 * H:].reshape(e - s, num_heads, d).transpose(1, 0, 2)
         scores = (q @ k.transpose(0, 2, 1)).astype(np.float64) / math.sqrt(d)  # (nh, L, L)
-        if position_bias is not None:  # a callable: length -> (nh, L, L), e.g. relative_bias_ref
-            scores += position_bias(e - s)
         if position_bias is not None:  # a callable: length -> (nh, L, L), e.g. relative_bias_ref
             scores += position_bias(e - s)
         scores -= scores.max(axis=2, keepdims=True)

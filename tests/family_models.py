@@ -28,9 +28,7 @@ FAMILIES = {
     "camembert": ("CamembertConfig", dict(SIZES, max_position_embeddings=66, type_vocab_size=1), "unigram"),
     "electra": ("ElectraConfig", dict(SIZES, embedding_size=16, max_position_embeddings=64), "wordpiece"),
     "mpnet": ("MPNetConfig", dict(SIZES, max_position_embeddings=66), "bpe"),
-    "mpnet": ("MPNetConfig", dict(SIZES, max_position_embeddings=66), "bpe"),
 }
-NO_TOKEN_TYPES = ("mpnet",)
 NO_TOKEN_TYPES = ("mpnet",)
 
 
