@@ -167,12 +167,13 @@ class GraphContext:
 def _embed(node: dict, ctx: GraphContext) -> list:
     width, params, attrs = ctx.embedding_width(), node["params"], node["attrs"]
     ctx.weight(params["word"], ctx.cfg("vocab_size"), width, bias=False)
-    rows = ctx.cfg("max_position_embeddings")
-    ctx.expect(params["position"] + names.WEIGHT, (rows, width))
-    offset = attrs.get("position_offset", 0)
-    if offset != ctx.config.get("position_offset", 0) or offset >= rows:
-        raise ValueError(f"position_offset {offset} must equal config position_offset "
-                         f"{show(ctx.config.get('position_offset', 0))} and leave rows of the {rows}-row table")
+    if "position" in params:  # absent: positions are applied elsewhere (a rotary node); position ids unused
+        rows = ctx.cfg("max_position_embeddings")
+        ctx.expect(params["position"] + names.WEIGHT, (rows, width))
+        offset = attrs.get("position_offset", 0)
+        if offset != ctx.config.get("position_offset", 0) or offset >= rows:
+            raise ValueError(f"position_offset {offset} must equal config position_offset "
+                             f"{show(ctx.config.get('position_offset', 0))} and leave rows of the {rows}-row table")
     if "token_type" in params:  # absent: the model has no token types (DistilBERT); type ids are ignored
         ctx.expect(params["token_type"] + names.WEIGHT, (ctx.cfg("type_vocab_size"), width))
     ctx.norm(params["norm"], width)
@@ -237,6 +238,23 @@ def _tied_linear(node: dict, ctx: GraphContext) -> list:
     return [n]
 
 
+def _rotary(node: dict, ctx: GraphContext) -> list:
+    hidden, heads = ctx.cfg("hidden_size"), node["attrs"]["num_heads"]
+    if heads != ctx.cfg("num_heads") or hidden % heads or (hidden // heads) % 2:
+        raise ValueError(f"num_heads {heads} must equal config num_heads and split hidden_size {hidden} "
+                         "into heads of even width")
+    if node["_widths"] != [3 * hidden, NO_WIDTH]:
+        raise ValueError(f"inputs have widths {node['_widths']}, expected [{3 * hidden}, position_ids]")
+    return [3 * hidden]
+
+
+def _add(node: dict, ctx: GraphContext) -> list:
+    a, b = node["_widths"]
+    if a != b:
+        raise ValueError(f"inputs have widths {node['_widths']}, expected two equal widths")
+    return [a]
+
+
 def _geglu(node: dict, ctx: GraphContext) -> list:
     (width,) = node["_widths"]
     if width % 2:
@@ -250,18 +268,27 @@ OPS: dict[str, OpSchema] = {
     "embed": OpSchema(1, (IDS, IDS, IDS), ("word", "position", "token_type", "norm"),
                       {"eps": EPS, "position_offset": Attr(non_negative_int, optional=True),
                        "position_ids": choice("column", "real_tokens", optional=True)}, _embed,
-                      optional_params=("token_type",), onnx=("Gather", "EmbedLayerNormalization")),
+                      optional_params=("token_type", "position"), onnx=("Gather", "EmbedLayerNormalization")),
     "linear": OpSchema(1, (ROWS,), ("linear",),
                        {"activation": choice("none", "gelu", "tanh", "relu"),
                         "activations": choice("int8", "int16", "float32", optional=True)},
                        _linear, onnx=("MatMul", "Gemm", "MatMulInteger")),
-    "attention": OpSchema(1, (ROWS, OFFSETS), (), {"num_heads": Attr(positive_int)}, _attention,
+    # window (absent: global): query i of a sequence sees only keys j with |i - j| <= window (ModernBERT's
+    # local layers: local_attention // 2)
+    "attention": OpSchema(1, (ROWS, OFFSETS), (), {"num_heads": Attr(positive_int),
+                                                   "window": Attr(non_negative_int, optional=True)}, _attention,
                           onnx=("Attention", "MultiHeadAttention")),
+    # rotary positions on q and k of a (T, 3H) qkv (v copied): per head, dims i and i + d/2 rotated by
+    # position_ids * theta^(-2i/d) (transformers' rotate_half convention)
+    "rotary": OpSchema(1, (ROWS, IDS), (), {"num_heads": Attr(positive_int), "theta": Attr(positive_number)},
+                       _rotary),
+    "add": OpSchema(1, (ROWS, ROWS), (), {}, _add),  # a residual add without a norm (pre-norm layers)
     "add_norm": OpSchema(1, (ROWS, ROWS), ("norm",), {"eps": EPS}, _add_norm,
                          onnx=("SkipLayerNormalization",)),
     "geglu": OpSchema(1, (ROWS,), (), {}, _geglu),  # gated feed-forward (ModernBERT's MLP)
     # Task heads (docs/format.md, "Heads").
     "first_token": OpSchema(1, (ROWS, OFFSETS), (), {}, _first_token, per_sequence=True),
+    "mean_pool": OpSchema(1, (ROWS, OFFSETS), (), {}, _first_token, per_sequence=True),  # mean of each sequence's rows
     "norm": OpSchema(1, (ROWS,), ("norm",), {"eps": EPS}, _norm, onnx=("LayerNormalization",)),
     "tied_linear": OpSchema(1, (ROWS,), ("weight", "bias"), {}, _tied_linear),
     # attention plus bias[bucket(j - i), head] on the scores (MPNet): every layer's node reads the same table

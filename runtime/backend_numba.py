@@ -11,7 +11,7 @@ import numpy as np
 from edgebert import names
 
 from .backend_common import (POST_ACTIVATIONS, activation_after, embed_tables, float_linear, is_float_linear,
-                             layer_norm_params, tied_as_linear, type_ids_of)
+                             layer_norm_params, position_ids_of, tied_as_linear, type_ids_of)
 
 
 def embed(node, ctx):
@@ -19,12 +19,12 @@ def embed(node, ctx):
 
     word, scale, pos, typ, g, b, eps = embed_tables(node, ctx)
     scale = scale if scale is not None else np.ones(word.shape[0], dtype=np.float32)
-    types = type_ids_of(node)
-    (ids, _, positions), (out_name,) = node["inputs"], node["outputs"]
+    types, positions = type_ids_of(node), position_ids_of(node)
+    (ids, _, _), (out_name,) = node["inputs"], node["outputs"]
 
     def step(v):
         out = ctx.buffer(out_name, len(v[ids]))
-        embed_kernel(v[ids], types(v), v[positions], word, scale, pos, typ, g, b, eps, out)
+        embed_kernel(v[ids], types(v), positions(v), word, scale, pos, typ, g, b, eps, out)
         v[out_name] = out
     return step
 
@@ -66,6 +66,8 @@ def attention(node, ctx):
     heads = int(node["attrs"]["num_heads"])
     (qkv_name, off_name), (out_name,) = node["inputs"], node["outputs"]
     head_dim = ctx.width[out_name] // heads
+    if node["attrs"].get("window") is not None:
+        return _attention_window(node, ctx, heads, head_dim)
 
     def step(v):
         qkv, offsets = v[qkv_name], v[off_name]
@@ -75,6 +77,67 @@ def attention(node, ctx):
             scratch = ws.attention_scratch[head_dim] = make_scratch(max(ws.longest, 128), head_dim)
         out = ctx.buffer(out_name, qkv.shape[0])
         attention_kernel(qkv, offsets, heads, out, scratch)
+        v[out_name] = out
+    return step
+
+
+def _attention_window(node, ctx, heads, head_dim):
+    from .kernels.attention_window import attention_window, make_scratch
+
+    window = int(node["attrs"]["window"])
+    (qkv_name, off_name), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        qkv = v[qkv_name]
+        ws = ctx.workspace()
+        key = ("window", window, head_dim)
+        scratch = ws.attention_scratch.get(key)
+        if scratch is None:
+            scratch = ws.attention_scratch[key] = make_scratch(window, head_dim)
+        out = ctx.buffer(out_name, qkv.shape[0])
+        attention_window(qkv, v[off_name], heads, window, out, scratch)
+        v[out_name] = out
+    return step
+
+
+def rotary(node, ctx):
+    from .kernels.rotary import inverse_frequencies
+    from .kernels.rotary import rotary as rotary_kernel
+
+    heads = int(node["attrs"]["num_heads"])
+    (qkv_name, pos_name), (out_name,) = node["inputs"], node["outputs"]
+    inv_freq = inverse_frequencies(ctx.width[out_name] // 3 // heads, float(node["attrs"]["theta"]))
+
+    def step(v):
+        qkv = v[qkv_name]
+        out = ctx.buffer(out_name, qkv.shape[0])
+        rotary_kernel(qkv, v[pos_name], heads, inv_freq, out)
+        v[out_name] = out
+    return step
+
+
+def add(node, ctx):
+    from .kernels.residual import add as add_kernel
+
+    (x_name, r_name), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        x = v[x_name]
+        out = ctx.buffer(out_name, x.shape[0])
+        add_kernel(x, v[r_name], out)
+        v[out_name] = out
+    return step
+
+
+def mean_pool(node, ctx):
+    from .kernels.residual import mean_pool as mean_pool_kernel
+
+    (x_name, off_name), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        offsets = v[off_name]
+        out = ctx.buffer(out_name, len(offsets) - 1)
+        mean_pool_kernel(v[x_name], offsets, out)
         v[out_name] = out
     return step
 
@@ -162,4 +225,5 @@ def relative_attention(node, ctx):
 
 BINDERS = {"embed": embed, "linear": linear, "attention": attention, "add_norm": add_norm, "geglu": geglu,
            "first_token": first_token, "norm": norm, "tied_linear": tied_linear,
+           "rotary": rotary, "add": add, "mean_pool": mean_pool,
            "relative_attention": relative_attention}

@@ -10,17 +10,17 @@ from edgebert import names
 
 from . import reference as ref
 from .backend_common import (activation_after, embed_tables, float_linear, is_float_linear, layer_norm_params,
-                             tied_as_linear, type_ids_of)
+                             position_ids_of, tied_as_linear, type_ids_of)
 from .kernels.gemm_ref import qlinear_int16_ref, qlinear_ref
 
 
 def embed(node, ctx):
     word, scale, pos, typ, g, b, eps = embed_tables(node, ctx)
-    types = type_ids_of(node)
-    (ids, _, positions), (out_name,) = node["inputs"], node["outputs"]
+    types, positions = type_ids_of(node), position_ids_of(node)
+    (ids, _, _), (out_name,) = node["inputs"], node["outputs"]
 
     def step(v):
-        v[out_name] = ref.embed_ref(v[ids], types(v), v[positions], word, scale, pos, typ, g, b, eps)
+        v[out_name] = ref.embed_ref(v[ids], types(v), positions(v), word, scale, pos, typ, g, b, eps)
     return step
 
 
@@ -44,11 +44,36 @@ def linear(node, ctx):
 
 
 def attention(node, ctx):
-    heads = int(node["attrs"]["num_heads"])
+    heads, window = int(node["attrs"]["num_heads"]), node["attrs"].get("window")
     (qkv_name, off_name), (out_name,) = node["inputs"], node["outputs"]
 
     def step(v):
-        v[out_name] = ref.attention_ref(v[qkv_name], v[off_name], heads)
+        v[out_name] = ref.attention_ref(v[qkv_name], v[off_name], heads, window)
+    return step
+
+
+def rotary(node, ctx):
+    heads, theta = int(node["attrs"]["num_heads"]), float(node["attrs"]["theta"])
+    (qkv_name, pos_name), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        v[out_name] = ref.rotary_ref(v[qkv_name], v[pos_name], heads, theta)
+    return step
+
+
+def add(node, ctx):
+    (x_name, r_name), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        v[out_name] = ref.add_ref(v[x_name], v[r_name])
+    return step
+
+
+def mean_pool(node, ctx):
+    (x_name, off_name), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        v[out_name] = ref.mean_pool_ref(v[x_name], v[off_name])
     return step
 
 
@@ -105,4 +130,5 @@ def relative_attention(node, ctx):
 
 BINDERS = {"embed": embed, "linear": linear, "attention": attention, "add_norm": add_norm, "geglu": geglu,
            "first_token": first_token, "norm": norm, "tied_linear": tied_linear,
+           "rotary": rotary, "add": add, "mean_pool": mean_pool,
            "relative_attention": relative_attention}

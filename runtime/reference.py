@@ -72,8 +72,10 @@ def linear_f32_ref(x: NDArray, w: NDArray, bias: NDArray, activation: str) -> ND
     return gelu_ref(y) if activation == "gelu" else y
 
 
-def attention_ref(qkv: NDArray, seq_offsets: NDArray, num_heads: int, position_bias=None) -> NDArray:
-    """Softmax(QK^T / sqrt(d)) V per sequence and head; sequences never see each other."""
+def attention_ref(qkv: NDArray, seq_offsets: NDArray, num_heads: int, window: int | None = None,
+                  position_bias=None) -> NDArray:
+    """Softmax(QK^T / sqrt(d)) V per sequence and head; sequences never see each other.
+    With ``window``, query i sees only keys j with |i - j| <= window (a sliding window)."""
     T, H3 = qkv.shape
     H = H3 // 3
     d = H // num_heads
@@ -86,6 +88,9 @@ def attention_ref(qkv: NDArray, seq_offsets: NDArray, num_heads: int, position_b
         scores = (q @ k.transpose(0, 2, 1)).astype(np.float64) / math.sqrt(d)  # (nh, L, L)
         if position_bias is not None:  # a callable: length -> (nh, L, L), e.g. relative_bias_ref
             scores += position_bias(e - s)
+        if window is not None:
+            pos = np.arange(e - s)
+            scores[:, np.abs(pos[:, None] - pos[None, :]) > window] = -np.inf
         scores -= scores.max(axis=2, keepdims=True)
         p = np.exp(scores)
         p /= p.sum(axis=2, keepdims=True)
@@ -105,3 +110,32 @@ def tanh_ref(y: NDArray) -> NDArray:
 
 def relu_ref(y: NDArray) -> NDArray:
     return np.maximum(y, 0).astype(F32)
+
+
+def rotary_ref(qkv: NDArray, position_ids: NDArray, num_heads: int, theta: float) -> NDArray:
+    """Rotary positions on q and k of (T, 3H) qkv, v unchanged: per head of width d, the pair
+    (x[i], x[i + d/2]) at position p is rotated by the angle p * theta^(-2i/d) (rotate_half)."""
+    T, H3 = qkv.shape
+    H = H3 // 3
+    d = H // num_heads
+    inv_freq = 1.0 / theta ** (np.arange(0, d, 2, dtype=np.float64) / d)  # (d/2,)
+    angle = np.asarray(position_ids, dtype=np.float64)[:, None] * inv_freq[None, :]  # (T, d/2)
+    cos, sin = np.cos(angle)[:, None, :], np.sin(angle)[:, None, :]
+    out = qkv.astype(np.float64)
+    for start in (0, H):  # q, then k: (T, nh, d)
+        x = out[:, start:start + H].reshape(T, num_heads, d)
+        lo, hi = x[..., :d // 2].copy(), x[..., d // 2:].copy()
+        x[..., :d // 2] = lo * cos - hi * sin
+        x[..., d // 2:] = hi * cos + lo * sin
+        out[:, start:start + H] = x.reshape(T, H)
+    return out.astype(F32)
+
+
+def add_ref(x: NDArray, residual: NDArray) -> NDArray:
+    return (x.astype(F32) + residual.astype(F32)).astype(F32)
+
+
+def mean_pool_ref(x: NDArray, seq_offsets: NDArray) -> NDArray:
+    """Packed (T, H) -> (B, H): the mean of each sequence's rows (ModernBERT's mean classifier pooling)."""
+    return np.stack([x[int(s):int(e)].astype(np.float64).mean(axis=0)
+                     for s, e in zip(seq_offsets[:-1], seq_offsets[1:])]).astype(F32)
