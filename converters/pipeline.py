@@ -23,7 +23,8 @@ DTYPES = ("int8", "float32")
 
 def convert(src: str | Path, out: str | Path, dtype: str = "int8", allow_pickle: bool = False,
             calibrate: str | Path | None = None, smooth_alpha: float = calibrate_mod.DEFAULT_ALPHA,
-            keep: int = calibrate_mod.DEFAULT_KEEP, keep_as: str = "int16") -> dict:
+            keep: int = calibrate_mod.DEFAULT_KEEP, keep_as: str = "int16",
+            tokenizer: str | Path | None = None) -> dict:
     """Convert a model folder into one ``.edgebert`` file; returns the per-tensor error report.
 
     int8 only: ``calibrate`` is a text file (one text per line) for SmoothQuant
@@ -36,8 +37,10 @@ def convert(src: str | Path, out: str | Path, dtype: str = "int8", allow_pickle:
 
     if dtype not in DTYPES:
         raise UnsupportedModel(f"dtype {dtype!r} is not supported; supported: {', '.join(DTYPES)}")
-    spec = load(src, allow_pickle=allow_pickle)
+    spec = load(src, allow_pickle=allow_pickle, tokenizer=tokenizer)
     validate(spec)
+    if spec.prequantized:  # weights kept from an int8 source cannot be smoothed
+        smooth_alpha = 0.0
     plan = None
     if dtype == "int8":
         texts, source = calibrate_mod.calibration_texts(calibrate)
@@ -48,8 +51,11 @@ def convert(src: str | Path, out: str | Path, dtype: str = "int8", allow_pickle:
     return report
 
 
-def load(src: str | Path, allow_pickle: bool = False) -> ModelSpec:
+def load(src: str | Path, allow_pickle: bool = False, tokenizer: str | Path | None = None) -> ModelSpec:
     folder = Path(src)
+    if folder.suffix.lower() == ".onnx":  # an ONNX export, mapped by structure (converters/onnx_source.py)
+        from .onnx_source import load_onnx
+        return load_onnx(folder, tokenizer=tokenizer)
     if not folder.is_dir():
         raise UnsupportedModel(f"{folder}: not a model folder (expected a directory with config.json)")
     cfg = read_json(folder / "config.json")
@@ -92,6 +98,9 @@ def quantize_spec(spec: ModelSpec, dtype: str, plan=None) -> tuple[dict[str, np.
                 w = w * s[None, :]
                 tensors[base + names.INPUT_SCALE] = (1.0 / s).astype(np.float32)
             q, scale, err = quantize.quantize_rows(w)
+            if spec.prequantized.get(name, (None,))[0] is not None:  # the source's int8, no second rounding
+                q, scale = spec.prequantized[name]
+                err = quantize.measure_error(w, quantize.dequantize_rows(q, scale))
             tensors[name], tensors[base + names.SCALE] = q, scale
             report[name] = err.as_dict()
         else:
@@ -121,7 +130,17 @@ def metadata(spec: ModelSpec, dtype: str, report: dict, plan=None) -> dict:
         meta[names.HEAD] = spec.head
     if plan is not None:
         meta[names.CALIBRATION] = plan.summary()
+    if spec.prequantized:
+        meta[names.SOURCE_QUANTIZATION] = source_quantization(spec, dtype)
     return meta
+
+
+def source_quantization(spec: ModelSpec, dtype: str) -> dict:
+    """Which weights came as int8 from the source, and what became of them (edgebert info says)."""
+    kept = sorted(n for n, (q, _) in spec.prequantized.items() if q is not None and dtype == "int8")
+    requantized = sorted(n for n in spec.prequantized if n not in kept and dtype == "int8")
+    return {"source": "ONNX int8 (DynamicQuantizeLinear + MatMulInteger)", "kept": kept, "requantized": requantized,
+            "dequantized": sorted(spec.prequantized) if dtype != "int8" else []}
 
 
 def _mark_precision(graph: dict, plan) -> dict:

@@ -181,6 +181,9 @@ class ModelSpec:
     head: dict | None = None
     head_graph: HeadGraph = BERT_HEADS  # how the family's head nodes differ (converters/graph.py)
     architecture: str = "bert"  # the family (edgebert.architecture), informational
+    # int8 sources (ONNX): weight name -> (q, scale) kept exactly, or (None, None) when the source's int8
+    # values were not symmetric per output channel and are dequantized and requantized
+    prequantized: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.slots:

@@ -39,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("convert", help="convert a Hugging Face model folder to a .edgebert file")
-    c.add_argument("src", help="model folder (config.json, model.safetensors, tokenizer.json)")
+    c.add_argument("src", help="model folder (config.json, model.safetensors, tokenizer.json) or a .onnx file")
+    c.add_argument("--tokenizer", default=None, metavar="DIR",
+                   help="for a .onnx file: folder with tokenizer.json or vocab.txt (default: beside the file)")
     c.add_argument("-o", "--output", required=True, help="output .edgebert file")
     c.add_argument("--dtype", choices=["int8", "float32"], default="int8",
                    help="int8 (default) or float32 (unquantized, the FP32 baseline)")
@@ -101,7 +103,7 @@ def _convert(args) -> int:
 
     report = convert(args.src, args.output, dtype=args.dtype, allow_pickle=args.allow_pickle,
                      calibrate=args.calibrate, smooth_alpha=args.smooth_alpha, keep=args.keep,
-                     keep_as=args.keep_as)
+                     keep_as=args.keep_as, tokenizer=args.tokenizer)
     size = os.path.getsize(args.output)
     print(f"wrote {args.output} ({size / 2**20:.1f} MiB, {args.dtype})")
     if report:

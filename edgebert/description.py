@@ -68,6 +68,7 @@ class Description:
     widths: dict
     derived: dict
     unknown_keys: tuple
+    source_quantization: dict | None = None  # an int8 source's weights (ONNX): kept, requantized, dequantized
 
 
 class _Refuse:
@@ -109,7 +110,9 @@ def describe(model_file) -> Description:
         calibration=(_check_calibration(model_file.json(names.CALIBRATION), content, quant, refuse)
                      if names.CALIBRATION in meta else None),
         graph=graph, widths=widths, derived=derived,
-        unknown_keys=tuple(sorted(k for k in meta if k not in names.METADATA_KEYS)))
+        unknown_keys=tuple(sorted(k for k in meta if k not in names.METADATA_KEYS)),
+        source_quantization=(_check_source_quantization(model_file.json(names.SOURCE_QUANTIZATION), tensors, refuse)
+                             if names.SOURCE_QUANTIZATION in meta else None))
 
 
 def _label(value: str, key: str, refuse: _Refuse) -> str:
@@ -333,6 +336,24 @@ def _check_report(raw: Any, tensors: Mapping[str, Any], refuse: _Refuse) -> dict
             refuse(f"{key} entry {show(name)} must be {list(fields)} as finite numbers (sqnr_db may be null), "
                    f"got {show(err)}")
     return raw
+
+
+def _check_source_quantization(raw: Any, tensors: Mapping[str, Any], refuse: _Refuse) -> dict:
+    """A record of the converter (the source is gone): typed, naming weights of the right dtype once each."""
+    key = names.SOURCE_QUANTIZATION
+    rec = _exact_keys(raw, key, ("source", "kept", "requantized", "dequantized"), refuse)
+    _label(rec["source"], key + " source", refuse)
+    seen: set = set()
+    for field, want_int8 in (("kept", True), ("requantized", True), ("dequantized", False)):
+        listed = rec[field]
+        if not isinstance(listed, list) or not all(isinstance(n, str) and n in tensors for n in listed):
+            refuse(f"{key} {field} must list tensors of the file, got {show(listed)}")
+        wrong = [n for n in listed if (C.dtype_name(tensors[n]) == "I8") != want_int8]
+        if wrong or seen & set(listed):
+            refuse(f"{key} {field} names {show(wrong or sorted(seen & set(listed)))}: "
+                   f"{'not int8' if want_int8 else 'int8'} or listed twice")
+        seen |= set(listed)
+    return rec
 
 
 def _check_calibration(raw: Any, content: C.Content, quant: dict, refuse: _Refuse) -> dict:

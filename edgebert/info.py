@@ -36,6 +36,7 @@ def file_info(path) -> dict:
         "parameters": int(sum(t.size for n, t in model_file.tensors.items() if not n.endswith(names.SCALE))),
         "worst_errors": worst,
         "calibration": desc.calibration,
+        "source_quantization": desc.source_quantization,
         "derived": desc.derived,
         "unknown_keys": list(desc.unknown_keys),
     }
@@ -76,6 +77,12 @@ def format_info(info: dict, path: str) -> list[str]:
         sqnr = "n/a" if err["sqnr_db"] is None else f"{err['sqnr_db']:.1f} dB"
         lines.append(f"worst error   {name}: max abs {err['max_abs']:.3g}, max rel {err['max_rel']:.4f}, "
                      f"SQNR {sqnr} (measured by the converter)")
+    src = info.get("source_quantization")
+    if src:
+        lines.append(f"source int8   {src['source']}: {len(src['kept'])} weights kept exactly (the source's int8 "
+                     f"values and scales), {len(src['requantized'])} dequantized and requantized"
+                     + (f", {len(src['dequantized'])} dequantized to float32" if src["dequantized"] else "")
+                     + " (recorded by the converter)")
     cal = info["calibration"]
     if cal:
         lines.append(f"calibration   {cal['calibration']['texts']} texts ({cal['calibration']['source']}); "

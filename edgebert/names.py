@@ -25,8 +25,9 @@ POOLING = "edgebert.pooling"
 HEAD = "edgebert.head"
 REPORT = "edgebert.report"
 CALIBRATION = "edgebert.calibration"
+SOURCE_QUANTIZATION = "edgebert.source_quantization"  # an int8 source's weights: kept or requantized
 METADATA_KEYS = (FORMAT, VERSION, ARCHITECTURE, SOURCE_ARCHITECTURE, CONFIG, QUANTIZATION, GRAPH, TOKENIZER,
-                 TOKENIZER_CONFIG, POOLING, HEAD, REPORT, CALIBRATION, CHECKSUM)
+                 TOKENIZER_CONFIG, POOLING, HEAD, REPORT, CALIBRATION, SOURCE_QUANTIZATION, CHECKSUM)
 
 # ---- tensor suffixes: a role's prefix + one of these ----------------------------
 WEIGHT, BIAS, SCALE, INPUT_SCALE = ".weight", ".bias", ".scale", ".input_scale"

@@ -1,0 +1,259 @@
+"""An ONNX graph read by structure: constants, producers, consumers, and the patterns a BERT export
+is made of (a linear layer, a LayerNorm, GELU), whatever the exporter named its tensors.
+
+The model is read with the ``onnx`` package (never a hand-written protobuf parser), checked with
+``onnx.checker`` and shape-inferred; external data must lie inside the model's folder.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgebert.errors import UnsupportedModel
+
+MAX_ONNX_BYTES = 4 * 2**30  # a BERT-large int8/fp32 export is ~1.3 GB; larger is refused before reading
+DOMAINS = ("", "ai.onnx")  # com.microsoft fused ops (ORT's transformer optimizer) are not mapped yet
+# Ops that only move or reshape data (or compute shapes) on the way between two patterns.
+PASS_THROUGH = ("Identity", "Cast", "Reshape", "Transpose", "Unsqueeze", "Squeeze", "Dropout")
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise UnsupportedModel("reading ONNX files needs the onnx package: pip install 'edgebert[onnx]'") from None
+    return onnx
+
+
+def read_onnx(path: Path):
+    """The checked, shape-inferred ModelProto; external data only from inside the model's folder."""
+    onnx = _onnx()
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    if not path.is_file():
+        raise UnsupportedModel(f"{path}: no such ONNX file")
+    if path.stat().st_size > MAX_ONNX_BYTES:
+        raise UnsupportedModel(f"{path}: {path.stat().st_size} bytes is larger than {MAX_ONNX_BYTES}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # the protobuf decoder raises its own types
+        raise UnsupportedModel(f"{path}: not a readable ONNX model ({e})") from None
+    from .source import inside
+    for tensor in model.graph.initializer:
+        if uses_external_data(tensor):
+            where = {e.key: e.value for e in tensor.external_data}.get("location", "")
+            inside(path.parent, where)  # absolute, '..' or a symlink out of the folder: refused
+    load_external_data_for_model(model, str(path.parent))
+    for node in model.graph.node:
+        if node.domain not in DOMAINS:
+            raise UnsupportedModel(f"{path}: node {node.name!r} ({node.domain}::{node.op_type}) is not a standard "
+                                   "ONNX op; graphs from ONNX Runtime's transformer optimizer are not supported yet")
+    try:
+        onnx.checker.check_model(model)
+        model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as e:
+        raise UnsupportedModel(f"{path}: the ONNX checker refuses it ({e})") from None
+    return model
+
+
+@dataclass
+class Linear:
+    """``y = x @ weight.T + bias`` found in the graph; ``q``/``scale`` when the file stores int8."""
+
+    node: object  # the MatMul / Gemm / MatMulInteger
+    x: str  # its float input (before DynamicQuantizeLinear for int8)
+    out: str  # after the bias
+    weight: np.ndarray  # (out, in) float32 (dequantized for int8)
+    bias: np.ndarray | None
+    q: np.ndarray | None = None  # (out, in) int8 as stored, rows = output channels
+    scale: np.ndarray | None = None  # (out,) per output channel (a per-tensor scale broadcast)
+    zero_point: np.ndarray | None = None  # (out,)
+
+
+@dataclass
+class Norm:
+    x: str
+    out: str
+    gamma: np.ndarray
+    beta: np.ndarray
+    eps: float
+    node: object  # the LayerNormalization, or the decomposed pattern's first ReduceMean
+
+
+class Graph:
+    def __init__(self, model, where: str):
+        from onnx import numpy_helper
+
+        self.where, g = where, model.graph
+        self.nodes = list(g.node)
+        self.index = {id(n): i for i, n in enumerate(self.nodes)}
+        self.consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        self.producer, self.consumers = {}, defaultdict(list)
+        for n in self.nodes:
+            if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+                self.consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+            for o in n.output:
+                self.producer[o] = n
+            for i in n.input:
+                self.consumers[i].append(n)
+        self.inputs = [i.name for i in g.input if i.name not in self.consts]
+        self.outputs = [o.name for o in g.output]
+        self.shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None
+                                for d in v.type.tensor_type.shape.dim]
+                       for v in list(g.value_info) + list(g.output) if v.type.HasField("tensor_type")}
+
+    def refuse(self, message: str, node=None):
+        at = f" at node {node.name!r} ({node.op_type})" if node is not None else ""
+        raise UnsupportedModel(f"{self.where}{at}: {message}")
+
+    def const(self, name: str) -> np.ndarray | None:
+        """The constant value of ``name`` through Identity, Cast and Transpose, else None."""
+        if name in self.consts:
+            return self.consts[name]
+        n = self.producer.get(name)
+        if n is None or n.op_type not in ("Identity", "Cast", "Transpose"):
+            return None
+        v = self.const(n.input[0])
+        if v is None:
+            return None
+        if n.op_type == "Transpose":
+            perm = attr(n, "perm")
+            return np.transpose(v, perm) if perm is not None else v.T
+        if n.op_type == "Cast":
+            from onnx import helper
+            return v.astype(helper.tensor_dtype_to_np_dtype(attr(n, "to")))
+        return v
+
+    def only_consumer(self, name: str, op: str | tuple):
+        users = self.consumers.get(name, [])
+        ops = (op,) if isinstance(op, str) else op
+        return users[0] if len(users) == 1 and users[0].op_type in ops else None
+
+    def ancestors(self, name: str, stop: set[str]) -> tuple[set[str], list]:
+        """Names in ``stop`` reached walking up from ``name`` (not through Shape: shapes carry no
+        values), and the nodes walked."""
+        seen, found, walked, todo = set(), set(), [], [name]
+        while todo:
+            t = todo.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            if t in stop:
+                found.add(t)
+                continue
+            n = self.producer.get(t)
+            if n is None or n.op_type in ("Shape", "Size", "Constant"):
+                continue
+            walked.append(n)
+            todo.extend(i for i in n.input if i)
+        return found, walked
+
+    # ---- patterns --------------------------------------------------------------------
+
+    def linear_at(self, n) -> Linear | None:
+        """A MatMul/Gemm with a constant weight (pre-transposed or not), or ONNX Runtime's dynamic
+        int8 form: DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul(scale)."""
+        if n.op_type == "MatMul":
+            w = self.const(n.input[1])
+            if w is None or w.ndim != 2:
+                return None
+            return self._with_bias(Linear(n, n.input[0], n.output[0], np.asarray(w, np.float32).T.copy(), None))
+        if n.op_type == "Gemm":
+            w = self.const(n.input[1])
+            if w is None or attr(n, "transA", 0) or attr(n, "alpha", 1.0) != 1.0 or attr(n, "beta", 1.0) != 1.0:
+                return None
+            w = np.asarray(w if attr(n, "transB", 0) else w.T, np.float32)
+            b = self.const(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+            return Linear(n, n.input[0], n.output[0], w.copy(), None if b is None else np.asarray(b, np.float32))
+        if n.op_type == "MatMulInteger":
+            return self._integer_linear(n)
+        return None
+
+    def _with_bias(self, lin: Linear) -> Linear:
+        add = self.only_consumer(lin.out, "Add")
+        if add is not None:
+            other = add.input[1] if add.input[0] == lin.out else add.input[0]
+            b = self.const(other)
+            if b is not None and b.shape == (lin.weight.shape[0],):
+                lin.bias, lin.out = np.asarray(b, np.float32), add.output[0]
+        return lin
+
+    def _integer_linear(self, n) -> Linear | None:
+        dq = self.producer.get(n.input[0])
+        q = self.const(n.input[1])
+        if dq is None or dq.op_type != "DynamicQuantizeLinear" or q is None or q.ndim != 2:
+            self.refuse("a MatMulInteger must take DynamicQuantizeLinear activations and constant weights", n)
+        K, N = q.shape
+        zp = self.const(n.input[3]) if len(n.input) > 3 and n.input[3] else np.zeros((), q.dtype)
+        cast = self.only_consumer(n.output[0], "Cast")
+        mul = self.only_consumer(cast.output[0], "Mul") if cast is not None else None
+        if mul is None:
+            self.refuse("expected MatMulInteger -> Cast -> Mul(scale)", n)
+        scales = self.producer.get(mul.input[1] if mul.input[0] == cast.output[0] else mul.input[0])
+        if scales is None or scales.op_type != "Mul" or dq.output[1] not in scales.input:
+            self.refuse("expected the output scale to be activation scale * weight scale", mul)
+        w_scale = self.const(scales.input[1] if scales.input[0] == dq.output[1] else scales.input[0])
+        if w_scale is None or w_scale.size not in (1, N) or (zp.size not in (1, N)):
+            self.refuse("weight scale and zero point must be per tensor or per output column", scales)
+        scale = np.broadcast_to(np.asarray(w_scale, np.float32).reshape(-1), (N,)).copy()
+        zero = np.broadcast_to(np.asarray(zp, np.int32).reshape(-1), (N,)).copy()
+        weight = ((q.astype(np.float32) - zero[None, :]) * scale[None, :]).T.copy()  # (N, K)
+        lin = Linear(n, dq.input[0], mul.output[0], weight, None, q.T.copy(), scale, zero)
+        return self._with_bias(lin)
+
+    def norm_at(self, n) -> Norm | None:
+        """A fused LayerNormalization over the last axis, or its decomposed form
+        (ReduceMean, Sub, Pow, ReduceMean, Add eps, Sqrt, Div, Mul gamma, Add beta)."""
+        if n.op_type == "LayerNormalization":
+            gamma, beta = self.const(n.input[1]), self.const(n.input[2]) if len(n.input) > 2 else None
+            if attr(n, "axis", -1) != -1 or gamma is None or beta is None:
+                self.refuse("LayerNormalization must normalise the last axis with constant scale and bias", n)
+            return Norm(n.input[0], n.output[0], *_f32(gamma, beta), float(attr(n, "epsilon", 1e-5)), n)
+        if n.op_type != "ReduceMean":
+            return None
+        x = n.input[0]
+        sub = next((c for c in self.consumers[n.output[0]] if c.op_type == "Sub" and c.input[0] == x), None)
+        if sub is None:
+            return None
+        d = sub.output[0]
+        div = next((c for c in self.consumers[d] if c.op_type == "Div" and c.input[0] == d), None)
+        sqrt = self.producer.get(div.input[1]) if div is not None else None
+        add = self.producer.get(sqrt.input[0]) if sqrt is not None and sqrt.op_type == "Sqrt" else None
+        if add is None or add.op_type != "Add":
+            self.refuse("a ReduceMean/Sub that is not a LayerNorm (expected Div by Sqrt(var + eps))", n)
+        eps = self.const(add.input[1])
+        mul = self.only_consumer(div.output[0], "Mul")
+        bias = self.only_consumer(mul.output[0], "Add") if mul is not None else None
+        if eps is None or bias is None:
+            self.refuse("decomposed LayerNorm without a constant eps, gamma and beta", n)
+        gamma = self.const(mul.input[1] if mul.input[0] == div.output[0] else mul.input[0])
+        beta = self.const(bias.input[1] if bias.input[0] == mul.output[0] else bias.input[0])
+        if gamma is None or beta is None:
+            self.refuse("decomposed LayerNorm without constant gamma and beta", mul)
+        return Norm(x, bias.output[0], *_f32(gamma, beta), float(eps), n)
+
+    def check_gelu(self, start: str, end: str, where) -> None:
+        """The ops between ``start`` and ``end`` are exact GELU: one Gelu node or the erf form."""
+        _, walked = self.ancestors(end, {start})
+        ops = sorted({n.op_type for n in walked})
+        if ops == ["Gelu"] and all(attr(n, "approximate", b"none") in (b"none", "none") for n in walked):
+            return
+        if "Erf" in ops and set(ops) <= {"Div", "Mul", "Add", "Erf"}:
+            return
+        self.refuse(f"the feed-forward activation is made of {ops}; supported: exact GELU (Gelu or the erf form)",
+                    walked[0] if walked else None)
+
+
+def attr(node, name: str, default=None):
+    from onnx import helper
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _f32(*arrays) -> list[np.ndarray]:
+    return [np.asarray(a, np.float32).reshape(-1).copy() for a in arrays]

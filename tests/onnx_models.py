@@ -1,0 +1,110 @@
+"""Tiny random BERT models exported to ONNX in the tests (not a test module): transformers models with
+every parameter perturbed (so no two tensors are equal and exporters cannot deduplicate them), written
+by torch.onnx.export's TorchScript-based (``dynamo=False``) or dynamo-based exporter, with the real
+MiniLM tokenizer beside them."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from conftest import TOKENIZER_FILES
+
+VOCAB = 30522  # MiniLM's tokenizer
+SIZES = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+             max_position_embeddings=64)
+PARAM_NOISE = 0.05  # added to every parameter: LayerNorm gammas/betas and biases are no longer 1/0
+
+
+def tiny_torch_model(model_class: str = "BertModel", seed: int = 0, **overrides):
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    cfg = transformers.BertConfig(**{**SIZES, **overrides}, num_labels=3)
+    model = getattr(transformers, model_class)(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(PARAM_NOISE * torch.randn_like(p))
+    return model
+
+
+def mean_pooled(bert, normalize: bool = True):
+    """A sentence-transformers style module: BertModel, mean pooling over the mask, L2 normalisation."""
+    import torch
+
+    class MeanPooled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            h = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids).last_hidden_state
+            m = attention_mask.unsqueeze(-1).expand(h.size()).float()
+            pooled = (h * m).sum(1) / torch.clamp(m.sum(1), min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1) if normalize else pooled
+
+    return MeanPooled().eval()
+
+
+def export(model, folder: Path, minilm: Path, exporter: str = "torchscript", opset: int = 17,
+           token_types: bool = True, tokenizer: bool = True) -> Path:
+    """``model`` as ``folder/model.onnx`` with dynamic batch and sequence axes; MiniLM's tokenizer beside."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = torch.randint(1000, 2000, (2, 9))
+    mask = torch.ones_like(ids)
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
+    args = (ids, mask, torch.zeros_like(ids)) if token_types else (ids, mask)
+
+    class Wrapped(torch.nn.Module):  # positional inputs, first output only for transformers models
+        def __init__(self):
+            super().__init__()
+            self.m = model
+
+        def forward(self, *a):
+            out = self.m(*a)  # (input_ids, attention_mask[, token_type_ids]): transformers' order
+            return out if isinstance(out, torch.Tensor) else tuple(v for v in out.values())
+
+    path = folder / "model.onnx"
+    axes = {n: {0: "batch", 1: "seq"} for n in names}
+    if exporter == "torchscript":
+        torch.onnx.export(Wrapped().eval(), args, str(path), input_names=names, dynamic_axes=axes, opset_version=opset,
+                          dynamo=False)
+    else:
+        batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", min=2, max=64)
+        torch.onnx.export(Wrapped().eval(), args, str(path), input_names=names, dynamo=True,
+                          dynamic_shapes=(tuple({0: batch, 1: seq} for _ in names),))  # one entry: *a
+    if tokenizer:
+        for name in TOKENIZER_FILES:
+            if (minilm / name).is_file():
+                shutil.copy(minilm / name, folder / name)
+    return path
+
+
+def batch(seed: int = 1, rows: int = 3, cols: int = 12, token_types: bool = True) -> dict[str, np.ndarray]:
+    """Random ids with [CLS]/[SEP], right padding in later rows, token types 0/1."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1000, 20000, (rows, cols)).astype(np.int64)
+    ids[:, 0] = 101
+    mask = np.ones_like(ids)
+    for r in range(1, rows):
+        n = cols - 3 * r
+        ids[r, n - 1], ids[r, n:], mask[r, n:] = 102, 0, 0
+    out = {"input_ids": ids, "attention_mask": mask}
+    if token_types:
+        out["token_type_ids"] = (np.arange(cols)[None, :] >= cols // 2).astype(np.int64) * mask
+    return out
+
+
+def torch_outputs(model, b: dict) -> list[np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        args = [torch.from_numpy(b[k]) for k in ("input_ids", "attention_mask", "token_type_ids") if k in b]
+        out = model(*args)
+    values = [out] if isinstance(out, torch.Tensor) else list(out.values())
+    return [v.numpy() for v in values]
