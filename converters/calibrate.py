@@ -80,14 +80,17 @@ def linear_inputs(spec: ModelSpec, texts: list[str]) -> dict[str, np.ndarray]:
     graph = build_graph(spec.config, spec.head, spec.head_graph)
     tensors = {name: slot.value for name, slot in spec.slots.items()}
     executor = Executor(graph, tensors, validate_graph(graph, tensors, spec.config.as_dict()), backend="numba")
-    linears = {n["params"]["linear"]: n["inputs"][0] for n in graph["nodes"]
-               if n["op"] == "linear" and _role(spec, n["params"]["linear"]).calibrated}
+    linears: dict[str, list[str]] = {}  # prefix -> the inputs of every node reading it (shared layers: each layer)
+    for n in graph["nodes"]:
+        if n["op"] == "linear" and _role(spec, n["params"]["linear"]).calibrated:
+            linears.setdefault(n["params"]["linear"], []).append(n["inputs"][0])
     encoded = TextEncoder(spec.tokenizer_json, spec.max_length).encode(texts)
     captured: dict[str, list[np.ndarray]] = {p: [] for p in linears}
     for start in range(0, len(encoded), BATCH):
-        out = executor.run(*pack_sequences(encoded[start:start + BATCH]), outputs=sorted(set(linears.values())))
-        for prefix, value in linears.items():
-            captured[prefix].append(out[value].copy())
+        wanted = sorted({v for values in linears.values() for v in values})
+        out = executor.run(*pack_sequences(encoded[start:start + BATCH]), outputs=wanted)
+        for prefix, values in linears.items():
+            captured[prefix] += [out[v].copy() for v in values]
     return {p: np.concatenate(v) for p, v in captured.items()}
 
 

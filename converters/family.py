@@ -82,8 +82,11 @@ def load_model(family: Family, architecture: str, folder: Path, cfg: dict, allow
     """A bare encoder (sentence-transformers folders too) or a task model of ``family``."""
     from .heads import fill_head
 
-    head = family.heads.get(architecture)
-    st = source.sentence_transformers_settings(folder) if head is None else None
+    # A sentence-transformers folder (modules.json) is loaded as sentence-transformers does, with
+    # AutoModel: the bare encoder, whatever config.json's architectures say (all-mpnet-base-v2 says
+    # MPNetForMaskedLM but holds no lm_head).
+    st = source.sentence_transformers_settings(folder)
+    head = None if st else family.heads.get(architecture)
     model_dir = st["transformer_dir"] if st else folder
     if st and model_dir != folder:
         cfg = source.read_json(model_dir / "config.json")
@@ -109,7 +112,7 @@ def fill_encoder(family: Family, spec: ModelSpec, ckpt: Checkpoint, prefix: str)
     for src, role in family.embeddings.items():
         for suffix in _suffixes(spec, role.prefix()):
             spec[role.prefix() + suffix] = ckpt.take(prefix + src + suffix)
-    for i in range(spec.config.num_layers):
+    for i in range(spec.config.stored_layers):  # one when the layers share their weights (ALBERT)
         layer = prefix + family.layer.format(i=i)
         for suffix in (names.WEIGHT, names.BIAS):
             spec[names.ATTN_QKV.prefix(i) + suffix] = np.concatenate(

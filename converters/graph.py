@@ -31,13 +31,14 @@ def bert_encoder_graph(c: EncoderConfig) -> dict:
     h = "h0"
     for i in range(c.num_layers):
         out = "last_hidden_state" if i == c.num_layers - 1 else f"h{i + 1}"
+        w = c.weights_of(i)  # shared_layers: every layer's nodes name blk.0's tensors, stored once
         nodes += [
-            node("linear", [h], [f"qkv{i}"], {"linear": names.ATTN_QKV.prefix(i)}, activation="none"),
+            node("linear", [h], [f"qkv{i}"], {"linear": names.ATTN_QKV.prefix(w)}, activation="none"),
             attention(c, f"qkv{i}", f"ctx{i}"),
-            node("linear", [f"ctx{i}"], [f"ao{i}"], {"linear": names.ATTN_OUTPUT.prefix(i)}, activation="none"),
-            node("add_norm", [f"ao{i}", h], [f"n{i}"], {"norm": names.ATTN_NORM.prefix(i)}, eps=eps),
-            *feed_forward(c, i, f"n{i}", f"down{i}"),
-            node("add_norm", [f"down{i}", f"n{i}"], [out], {"norm": names.FFN_NORM.prefix(i)}, eps=eps),
+            node("linear", [f"ctx{i}"], [f"ao{i}"], {"linear": names.ATTN_OUTPUT.prefix(w)}, activation="none"),
+            node("add_norm", [f"ao{i}", h], [f"n{i}"], {"norm": names.ATTN_NORM.prefix(w)}, eps=eps),
+            *feed_forward(c, i, f"n{i}", f"down{i}", w),
+            node("add_norm", [f"down{i}", f"n{i}"], [out], {"norm": names.FFN_NORM.prefix(w)}, eps=eps),
         ]
         h = out
     if c.num_layers == 0:
@@ -53,14 +54,16 @@ def attention(c: EncoderConfig, qkv: str, out: str) -> dict:
                 num_heads=c.num_heads, num_buckets=c.relative_buckets, max_distance=RELATIVE_MAX_DISTANCE)
 
 
-def feed_forward(c: EncoderConfig, i: int, x: str, out: str) -> list[dict]:
-    """Layer i's up and down projections: GELU between them, or a gated GELU (config.feed_forward)."""
-    up, down = {"linear": names.FFN_UP.prefix(i)}, {"linear": names.FFN_DOWN.prefix(i)}
+def feed_forward(c: EncoderConfig, i: int, x: str, out: str, w: int | None = None) -> list[dict]:
+    """Layer i's up and down projections (stored layer ``w``'s tensors, default i): hidden_act
+    between them, or a gated GELU (config.feed_forward)."""
+    w = i if w is None else w
+    up, down = {"linear": names.FFN_UP.prefix(w)}, {"linear": names.FFN_DOWN.prefix(w)}
     if c.feed_forward == "gated":
         return [node("linear", [x], [f"up{i}"], up, activation="none"),
                 node("geglu", [f"up{i}"], [f"gated{i}"]),
                 node("linear", [f"gated{i}"], [out], down, activation="none")]
-    return [node("linear", [x], [f"up{i}"], up, activation="gelu"),
+    return [node("linear", [x], [f"up{i}"], up, activation=c.hidden_act),
             node("linear", [f"up{i}"], [out], down, activation="none")]
 
 
@@ -89,7 +92,7 @@ def head_nodes(c: EncoderConfig, head: dict, style: HeadGraph = BERT_HEADS) -> t
                    if head.get("tied_decoder", True) else
                    node("linear", ["mlm_normed"], [out], {"linear": names.MLM_DECODER.prefix()}, activation="none"))
         return [node("linear", [h], ["mlm_hidden"], {"linear": names.MLM_TRANSFORM.prefix()},
-                     activation=style.mlm_activation),
+                     activation=style.mlm_activation or c.hidden_act),
                 node("norm", ["mlm_hidden"], ["mlm_normed"], {"norm": names.MLM_NORM.prefix()},
                      eps=c.layer_norm_eps),
                 decoder]

@@ -13,7 +13,7 @@ import numpy as np
 from edgebert import names
 from edgebert.errors import UnsupportedModel
 
-SUPPORTED_ACTIVATIONS = ("gelu",)
+SUPPORTED_ACTIVATIONS = ("gelu", "gelu_tanh")  # gelu_tanh: transformers' gelu_new (ALBERT)
 # Architecture flags (CTranslate2's spec style): what a family loader sets instead of
 # writing its own graph builder. Each lists the values this converter and runtime
 # implement, BERT's first; a loader asking for another gets a clear refusal.
@@ -24,7 +24,7 @@ FLAGS = {
     "position_offset": (0, int),  # first row the positions use; RoBERTa's start at padding_idx + 1
     "position_ids": ("column", "real_tokens"),  # numbered by column (BERT) or among real tokens (RoBERTa)
     "bias": (True,),  # linears carry biases (ModernBERT's do not)
-    "shared_layers": (False,),  # ALBERT: one set of layer weights for every layer
+    "shared_layers": (False, True),  # ALBERT: one set of layer weights (blk.0.*) read by every layer
     "embedding_size": (None, int),  # ELECTRA, ALBERT: embeddings of another width, projected to hidden_size
     "relative_buckets": (None, int),  # MPNet: buckets of a relative position bias on every layer's scores
 }
@@ -106,6 +106,15 @@ class EncoderConfig:
         """Rows of the feed-forward up projection: input and gate side by side when gated."""
         return 2 * self.intermediate_size if self.feed_forward == "gated" else self.intermediate_size
 
+    @property
+    def stored_layers(self) -> int:
+        """Layers with weights of their own in the file: one when all layers share them (ALBERT)."""
+        return 1 if self.shared_layers else self.num_layers
+
+    def weights_of(self, layer: int) -> int:
+        """The stored layer whose tensors layer ``layer`` reads."""
+        return 0 if self.shared_layers else layer
+
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -116,7 +125,7 @@ class HeadGraph:
 
     pooled_activation: str = "tanh"  # the first-token dense layer: BERT's pooler, RoBERTa's classifier.dense
     pooled_output: str | None = "pooler_output"  # its value, a graph output when the source returns it
-    mlm_activation: str = "gelu"  # the masked-LM transform's
+    mlm_activation: str | None = "gelu"  # the masked-LM transform's; None: the config's hidden_act (ALBERT)
 
 
 BERT_HEADS = HeadGraph()
@@ -159,7 +168,7 @@ def bert_slots(c: EncoderConfig) -> dict[str, Slot]:
         slots.update(slots_of(names.EMBD_PROJ, (H, E)))
     if c.relative_buckets is not None:
         slots.update(slots_of(names.REL_BIAS, (c.relative_buckets, c.num_heads), bias=False))
-    for i in range(c.num_layers):
+    for i in range(c.stored_layers):
         for role, shape in ((names.ATTN_QKV, (3 * H, H)), (names.ATTN_OUTPUT, (H, H)), (names.ATTN_NORM, (H,)),
                             (names.FFN_UP, (c.up_size, H)), (names.FFN_DOWN, (H, F)), (names.FFN_NORM, (H,))):
             slots.update(slots_of(role, shape, i))

@@ -270,7 +270,7 @@ OPS: dict[str, OpSchema] = {
                        "position_ids": choice("column", "real_tokens", optional=True)}, _embed,
                       optional_params=("token_type", "position"), onnx=("Gather", "EmbedLayerNormalization")),
     "linear": OpSchema(1, (ROWS,), ("linear",),
-                       {"activation": choice("none", "gelu", "tanh", "relu"),
+                       {"activation": choice("none", "gelu", "tanh", "relu", "gelu_tanh"),
                         "activations": choice("int8", "int16", "float32", optional=True)},
                        _linear, onnx=("MatMul", "Gemm", "MatMulInteger")),
     # window (absent: global): query i of a sequence sees only keys j with |i - j| <= window (ModernBERT's

@@ -86,7 +86,15 @@ def position_ids_of(node: dict):
 
 # Activations applied after a linear layer's own (activation "none") output: the int8 GEMM
 # epilogue knows only GELU. tanh: BERT's pooler; relu: DistilBERT's pre_classifier.
-POST_ACTIVATIONS = {"tanh": lambda y: np.tanh(y, out=y), "relu": lambda y: np.maximum(y, 0, out=y)}
+POST_ACTIVATIONS = {"tanh": lambda y: np.tanh(y, out=y), "relu": lambda y: np.maximum(y, 0, out=y),
+                    "gelu_tanh": lambda y: _gelu_tanh(y)}
+
+
+def _gelu_tanh(y: np.ndarray) -> np.ndarray:
+    """In place, float32: 0.5 y (1 + tanh(sqrt(2/pi) (y + 0.044715 y^3))) (ALBERT's gelu_new)."""
+    t = np.tanh(np.float32(0.7978845608028654) * (y + np.float32(0.044715) * y * y * y))
+    y *= np.float32(0.5) * (np.float32(1.0) + t)
+    return y
 
 
 def activation_after(bind_linear, node: dict, ctx, activation):

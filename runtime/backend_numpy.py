@@ -25,7 +25,8 @@ def embed(node, ctx):
 
 
 def linear(node, ctx):
-    post = {"tanh": ref.tanh_ref, "relu": ref.relu_ref}.get(node["attrs"].get("activation"))
+    post = {"tanh": ref.tanh_ref, "relu": ref.relu_ref, "gelu_tanh": ref.gelu_tanh_ref}.get(
+        node["attrs"].get("activation"))
     if post is not None:  # the pooler (tanh), DistilBERT's pre_classifier (relu)
         return activation_after(linear, node, ctx, post)
     prefix, act = node["params"]["linear"], node["attrs"].get("activation", "none")

@@ -60,6 +60,12 @@ def gelu_ref(y: NDArray) -> NDArray:
     return gelu_f64_ref(y).astype(F32)
 
 
+def gelu_tanh_ref(y: NDArray) -> NDArray:
+    """The tanh approximation of GELU (transformers' ``gelu_new``, ALBERT), in float64, rounded to float32."""
+    y64 = y.astype(np.float64)
+    return (0.5 * y64 * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (y64 + 0.044715 * y64 ** 3)))).astype(F32)
+
+
 def geglu_ref(x: NDArray) -> NDArray:
     """Gated GELU: the first half of each row, GELU'd, times the second half; (T, 2F) -> (T, F)."""
     f = x.shape[1] // 2

@@ -17,7 +17,8 @@ HEAD_SCALES = {"classifier.weight": 30.0, "classifier.out_proj.weight": 30.0, "q
                "dense_prediction.weight": 30.0, "vocab_layer_norm.weight": 8.0, "lm_head.layer_norm.weight": 8.0,
                "generator_predictions.LayerNorm.weight": 8.0,
                # MPNet's relative position bias: std 1 instead of 0.02, so a wrong bucket shows
-               "relative_attention_bias.weight": 50.0}
+               "relative_attention_bias.weight": 50.0,
+               "predictions.LayerNorm.weight": 8.0, "sop_classifier.classifier.weight": 30.0}
 
 # family -> (config class, config overrides, tokenizer kind)
 FAMILIES = {
@@ -28,6 +29,9 @@ FAMILIES = {
     "camembert": ("CamembertConfig", dict(SIZES, max_position_embeddings=66, type_vocab_size=1), "unigram"),
     "electra": ("ElectraConfig", dict(SIZES, embedding_size=16, max_position_embeddings=64), "wordpiece"),
     "mpnet": ("MPNetConfig", dict(SIZES, max_position_embeddings=66), "bpe"),
+    # 3 layers reading one shared set of weights; E 16 -> H 32; hidden_act gelu_new (the default)
+    "albert": ("AlbertConfig", dict(SIZES, num_hidden_layers=3, embedding_size=16, max_position_embeddings=64),
+               "unigram"),
 }
 NO_TOKEN_TYPES = ("mpnet",)
 

@@ -18,7 +18,7 @@ KERNEL_ATOL = 2e-3
 
 
 @pytest.mark.parametrize("flag, value", [("norm_placement", "pre"), ("position", "rotary"), ("bias", False),
-                                         ("position_offset", -1), ("shared_layers", True), ("embedding_size", 0),
+                                         ("position_offset", -1), ("shared_layers", "yes"), ("embedding_size", 0),
                                          ("feed_forward", "swiglu"), ("position_ids", "rank")])
 def test_unimplemented_flags_are_refused_with_what_is_supported(flag, value):
     with pytest.raises(UnsupportedModel, match=rf"{flag} .* is not supported yet; supported: "):

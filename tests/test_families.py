@@ -45,7 +45,15 @@ CASES = {  # source class -> (family, outputs compared, config overrides)
     "MPNetForTokenClassification": ("mpnet", ["logits"], {"num_labels": 5}),
     "MPNetForQuestionAnswering": ("mpnet", ["start_logits", "end_logits"], {}),
     "MPNetForMaskedLM": ("mpnet", ["logits"], {}),
+    "AlbertModel": ("albert", [], {}),
+    "AlbertForSequenceClassification": ("albert", ["logits"], {"num_labels": 3}),
+    "AlbertForTokenClassification": ("albert", ["logits"], {"num_labels": 5}),
+    "AlbertForQuestionAnswering": ("albert", ["start_logits", "end_logits"], {}),
+    "AlbertForMaskedLM": ("albert", ["logits"], {}),
+    "AlbertForPreTraining": ("albert", ["prediction_logits", "sop_logits"], {}),
 }
+# transformers' output name -> the file's: ALBERT's sentence-order logits are the pretraining task's second output
+OUTPUT_NAMES = {"sop_logits": "seq_relationship_logits"}
 FIRST = ["Hello world!", "A considerably longer sentence, with punctuation; and more words to pad.", "x"]
 SECOND = ["It was fine.", "Short.", "Numbers 12345 and more."]
 
@@ -89,13 +97,14 @@ def test_float32_matches_transformers(family_model, model_class):
     got = edgebert.load(path).forward(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
     mask = batch["attention_mask"]
     for name in ["last_hidden_state", *names]:
-        assert got[name].shape == expected[name].shape, name
-        np.testing.assert_allclose(_rows(got[name], mask), _rows(expected[name], mask), atol=FP32_ATOL, rtol=0,
+        mine = got[OUTPUT_NAMES.get(name, name)]
+        assert mine.shape == expected[name].shape, name
+        np.testing.assert_allclose(_rows(mine, mask), _rows(expected[name], mask), atol=FP32_ATOL, rtol=0,
                                    err_msg=f"{model_class} {name}")
 
 
 @pytest.mark.parametrize("model_class", ["DistilBertModel", "RobertaModel", "XLMRobertaModel", "ElectraModel",
-                                         "ElectraForPreTraining", "MPNetModel"])
+                                         "ElectraForPreTraining", "MPNetModel", "AlbertModel"])
 def test_int8_token_cosine(family_model, model_class):
     batch, expected = _torch_outputs(family_model(model_class), [])
     args = (batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
@@ -112,7 +121,8 @@ KERNEL_REL = 5e-3
 
 
 @pytest.mark.parametrize("model_class", ["DistilBertForSequenceClassification", "RobertaForMaskedLM",
-                                         "ElectraForPreTraining", "MPNetForSequenceClassification"])
+                                         "ElectraForPreTraining", "MPNetForSequenceClassification",
+                                         "AlbertForPreTraining"])
 def test_kernels_match_references(family_model, model_class):
     """No token types and ReLU (DistilBERT), position_offset (RoBERTa), embd_proj (ELECTRA) on both backends."""
     batch, _ = _torch_outputs(family_model(model_class), [])
@@ -134,6 +144,16 @@ def test_roberta_positions_count_real_tokens_only(family_model):
     got = model.run(ids, mask)
     np.testing.assert_allclose(got[mask.astype(bool)], expected[mask.astype(bool)], atol=FP32_ATOL, rtol=0)
     assert model.max_positions == 64 and model.max_length == 64
+
+
+def test_albert_stores_its_shared_layer_once(family_model):
+    """Three layers, one set of weights: blk.0 only in the file, named by every layer's nodes."""
+    f = read_model(family_model("AlbertModel", "int8"))
+    assert {name.split(".")[1] for name in f.tensors if name.startswith("blk.")} == {"0"}
+    nodes = f.json("edgebert.graph")["nodes"]
+    qkv = [n["params"]["linear"] for n in nodes if n["op"] == "linear" and "attn_qkv" in n["params"]["linear"]]
+    assert qkv == ["blk.0.attn_qkv"] * 3
+    assert f.json("edgebert.config")["shared_layers"] is True
 
 
 def test_distilbert_ignores_token_types(family_model):
@@ -163,6 +183,9 @@ PIPELINES = [  # (task, source class, call options); text pairs go through each 
     ("text-classification", "MPNetForSequenceClassification", {"top_k": None}),
     ("token-classification", "MPNetForTokenClassification", {"aggregation_strategy": "simple"}),
     ("fill-mask", "MPNetForMaskedLM", {"top_k": 3}),
+    ("text-classification", "AlbertForSequenceClassification", {"top_k": None}),
+    ("token-classification", "AlbertForTokenClassification", {"aggregation_strategy": "simple"}),
+    ("fill-mask", "AlbertForMaskedLM", {"top_k": 3}),
 ]
 N_TEXTS = 12
 
