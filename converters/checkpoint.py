@@ -36,12 +36,16 @@ class Checkpoint:
                 raise UnsupportedModel(f"{where}: checkpoint holds {modern!r} twice (once under a legacy name)")
             self.weights[modern] = value
         self.where, self.used = where, set()
+        self.zero_biases = False  # a missing ``X.bias`` beside ``X.weight`` reads as zeros (biasless layers)
 
     def __contains__(self, name: str) -> bool:
         return name in self.weights
 
     def take(self, name: str) -> np.ndarray:
         if name not in self.weights:
+            weight = name[:-len(".bias")] + ".weight"
+            if self.zero_biases and name.endswith(".bias") and weight in self.weights:
+                return np.zeros(self.weights[weight].shape[0], dtype=np.float32)
             raise UnsupportedModel(f"{self.where}: checkpoint lacks weight {name!r}")
         self.used.add(name)
         return self.weights[name]

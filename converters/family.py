@@ -59,6 +59,9 @@ class Family:
     heads: dict = field(default_factory=dict)  # source class -> Head
     head_graph: HeadGraph = BERT_HEADS
     ignored: tuple[str, ...] = ()  # suffixes a checkpoint may hold that no slot uses (buffers, poolers)
+    # config -> True when its layers were built without biases (ModernBERT): a missing ``.bias`` reads as
+    # zeros, since the file's linear and norm ops always add one
+    biasless: Callable[[dict], bool] | None = None
 
     @property
     def architectures(self) -> tuple[str, ...]:
@@ -91,9 +94,12 @@ def load_model(family: Family, architecture: str, folder: Path, cfg: dict, allow
     if st and model_dir != folder:
         cfg = source.read_json(model_dir / "config.json")
     spec = encoder_spec(model_dir, family.read_config(cfg), architecture, cfg, st)
-    spec.head_graph, spec.architecture = family.head_graph, family.name
+    # a family's head graph may depend on the config (ModernBERT's classifier_pooling, classifier_activation)
+    style = family.head_graph(cfg) if callable(family.head_graph) else family.head_graph
+    spec.head_graph, spec.architecture = style, family.name
     ckpt = Checkpoint(source.load_weights(model_dir, allow_pickle=allow_pickle), model_dir)
-    prefix = ckpt.base_prefix(_probe(family), ("", f"{family.base}.", "model."))
+    ckpt.zero_biases = bool(family.biasless and family.biasless(cfg))
+    prefix = ckpt.base_prefix(_probe(family), tuple(dict.fromkeys(("", f"{family.base}.", "model."))))
     fill_encoder(family, spec, ckpt, prefix)
     if head is not None:
         fill_head(spec, ckpt, cfg, head, prefix)
@@ -118,7 +124,8 @@ def fill_encoder(family: Family, spec: ModelSpec, ckpt: Checkpoint, prefix: str)
             spec[names.ATTN_QKV.prefix(i) + suffix] = np.concatenate(
                 [ckpt.take(f"{layer}{p}{suffix}") for p in family.qkv])
             for src, role in family.layer_names.items():
-                spec[role.prefix(i) + suffix] = ckpt.take(layer + src + suffix)
+                if role.prefix(i) + suffix in spec.slots:  # pre-norm layer 0 has no attention norm
+                    spec[role.prefix(i) + suffix] = ckpt.take(layer + src + suffix)
 
 
 def _suffixes(spec: ModelSpec, prefix: str) -> tuple[str, ...]:

@@ -19,6 +19,8 @@ def bert_encoder_graph(c: EncoderConfig) -> dict:
               "token_type": names.TOKEN_TYPE_EMBD.prefix(), "norm": names.EMBD_NORM.prefix()}
     if not c.type_vocab_size:
         del params["token_type"]
+    if c.position == "rotary":  # positions enter each layer's q and k instead
+        del params["position"]
     attrs = {"eps": eps}  # non-default position numbering only: BERT's graph stays as it was
     if c.position_offset:
         attrs["position_offset"] = c.position_offset
@@ -28,6 +30,8 @@ def bert_encoder_graph(c: EncoderConfig) -> dict:
     nodes = [node("embed", ["input_ids", "token_type_ids", "position_ids"], [embedded], params, **attrs)]
     if c.embedding_size is not None:
         nodes.append(node("linear", [embedded], ["h0"], {"linear": names.EMBD_PROJ.prefix()}, activation="none"))
+    if c.norm_placement == "pre":
+        return {"inputs": list(GRAPH_INPUTS), "outputs": ["last_hidden_state"], "nodes": nodes + pre_norm_layers(c)}
     h = "h0"
     for i in range(c.num_layers):
         out = "last_hidden_state" if i == c.num_layers - 1 else f"h{i + 1}"
@@ -52,6 +56,34 @@ def attention(c: EncoderConfig, qkv: str, out: str) -> dict:
         return node("attention", [qkv, "seq_offsets"], [out], num_heads=c.num_heads)
     return node("relative_attention", [qkv, "seq_offsets"], [out], {"bias": names.REL_BIAS.prefix()},
                 num_heads=c.num_heads, num_buckets=c.relative_buckets, max_distance=RELATIVE_MAX_DISTANCE)
+
+
+def pre_norm_layers(c: EncoderConfig) -> list[dict]:
+    """ModernBERT's layers over h0: h + attention(norm(h)) (layer 0 reads h0 as it is), then
+    h + feed_forward(norm(h)); rotary q and k, a window on local layers; a final norm."""
+    eps, nodes, h = c.layer_norm_eps, [], "h0"
+    for i in range(c.num_layers):
+        x = h
+        if i:
+            x = f"an{i}"
+            nodes.append(node("norm", [h], [x], {"norm": names.ATTN_NORM.prefix(i)}, eps=eps))
+        nodes.append(node("linear", [x], [f"qkv{i}"], {"linear": names.ATTN_QKV.prefix(i)}, activation="none"))
+        qkv = f"qkv{i}"
+        if c.position == "rotary":
+            qkv = f"rot{i}"
+            nodes.append(node("rotary", [f"qkv{i}", "position_ids"], [qkv], num_heads=c.num_heads,
+                              theta=c.layer_theta(i)))
+        window = {} if c.layer_window(i) is None else {"window": c.layer_window(i)}
+        nodes += [
+            node("attention", [qkv, "seq_offsets"], [f"ctx{i}"], num_heads=c.num_heads, **window),
+            node("linear", [f"ctx{i}"], [f"ao{i}"], {"linear": names.ATTN_OUTPUT.prefix(i)}, activation="none"),
+            node("add", [h, f"ao{i}"], [f"r{i}"]),
+            node("norm", [f"r{i}"], [f"fn{i}"], {"norm": names.FFN_NORM.prefix(i)}, eps=eps),
+            *feed_forward(c, i, f"fn{i}", f"down{i}"),
+            node("add", [f"r{i}", f"down{i}"], [f"h{i + 1}"]),
+        ]
+        h = f"h{i + 1}"
+    return nodes + [node("norm", [h], ["last_hidden_state"], {"norm": names.FINAL_NORM.prefix()}, eps=eps)]
 
 
 def feed_forward(c: EncoderConfig, i: int, x: str, out: str, w: int | None = None) -> list[dict]:
@@ -81,10 +113,20 @@ def head_nodes(c: EncoderConfig, head: dict, style: HeadGraph = BERT_HEADS) -> t
     """Nodes and extra outputs of a task head (docs/format.md, "Heads")."""
     task, h = head["task"], "last_hidden_state"
     pooled = style.pooled_output or "pooled"
-    pooler = [node("first_token", [h, "seq_offsets"], ["cls_token"]),
-              node("linear", ["cls_token"], [pooled], {"linear": names.POOLER.prefix()},
+    pool, token = {"first": ("first_token", "cls_token"), "mean": ("mean_pool", "mean_token")}[style.pooling]
+    pooler = [node(pool, [h, "seq_offsets"], [token]),
+              node("linear", [token], [pooled], {"linear": names.POOLER.prefix()},
                    activation=style.pooled_activation)]
     exposed = [pooled] if style.pooled_output else []
+    token_in, token_head = h, []  # what token-level heads read
+    if style.head_norm:  # ModernBERT's prediction head: dense, activation, norm (pooled, and per token)
+        pooler.append(node("norm", [pooled], ["pooled_normed"], {"norm": names.POOLER_NORM.prefix()},
+                           eps=c.layer_norm_eps))
+        pooled, token_in = "pooled_normed", "head_normed"
+        token_head = [node("linear", [h], ["head_hidden"], {"linear": names.POOLER.prefix()},
+                           activation=style.pooled_activation),
+                      node("norm", ["head_hidden"], [token_in], {"norm": names.POOLER_NORM.prefix()},
+                           eps=c.layer_norm_eps)]
 
     def mlm(out: str) -> list[dict]:
         decoder = (node("tied_linear", ["mlm_normed"], [out],
@@ -103,9 +145,9 @@ def head_nodes(c: EncoderConfig, head: dict, style: HeadGraph = BERT_HEADS) -> t
     if task == "sequence-classification":
         return pooler + [final(pooled, names.CLASSIFIER, "logits")], exposed + ["logits"]
     if task == "token-classification":
-        return [final(h, names.CLASSIFIER, "logits")], ["logits"]
+        return token_head + [final(token_in, names.CLASSIFIER, "logits")], ["logits"]
     if task == "question-answering":
-        return [final(h, names.QA, "qa_logits")], ["qa_logits"]
+        return token_head + [final(token_in, names.QA, "qa_logits")], ["qa_logits"]
     if task == "masked-lm":
         return mlm("logits"), ["logits"]
     if task == "next-sentence":

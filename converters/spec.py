@@ -18,8 +18,10 @@ SUPPORTED_ACTIVATIONS = ("gelu", "gelu_tanh")  # gelu_tanh: transformers' gelu_n
 # writing its own graph builder. Each lists the values this converter and runtime
 # implement, BERT's first; a loader asking for another gets a clear refusal.
 FLAGS = {
-    "norm_placement": ("post",),  # LayerNorm after each residual add (BERT); "pre" needs a plain add op
-    "position": ("absolute",),  # a learned position table; rotary / relative need their attention ops
+    # LayerNorm after each residual add (BERT), or before attention and feed-forward with a plain add and
+    # a final norm (ModernBERT: layer 0's attention reads the normalised embeddings, no norm of its own)
+    "norm_placement": ("post", "pre"),
+    "position": ("absolute", "rotary"),  # a learned position table, or rotary nodes on q and k (rope_theta)
     "feed_forward": ("plain", "gated"),  # up -> GELU -> down, or up (2F) -> geglu -> down (ModernBERT)
     "position_offset": (0, int),  # first row the positions use; RoBERTa's start at padding_idx + 1
     "position_ids": ("column", "real_tokens"),  # numbered by column (BERT) or among real tokens (RoBERTa)
@@ -68,6 +70,10 @@ class EncoderConfig:
     shared_layers: bool = False
     embedding_size: int | None = None
     relative_buckets: int | None = None
+    rope_theta: float | None = None  # rotary: the base of the global layers
+    local_rope_theta: float | None = None  # rotary: the base of the local (windowed) layers
+    local_window: int | None = None  # a local layer's query sees keys at most this far (local_attention // 2)
+    global_every: int = 1  # layer i attends globally iff i % global_every == 0, else within local_window
 
     def __post_init__(self):
         if self.hidden_act not in SUPPORTED_ACTIVATIONS:
@@ -91,6 +97,34 @@ class EncoderConfig:
         if self.hidden_size % self.num_heads:
             raise UnsupportedModel(
                 f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        self._check_attention_layout()
+
+    def _check_attention_layout(self) -> None:
+        """rope_theta iff rotary; local_window, local_rope_theta and global_every > 1 together, with at
+        least one local layer (a reader normalises a layout without one to all-global)."""
+        if self.position != "rotary" and self.local_rope_theta is not None:
+            raise UnsupportedModel("local_rope_theta needs rotary positions")
+        if (self.position == "rotary") != _positive(self.rope_theta):
+            raise UnsupportedModel(f"rope_theta {self.rope_theta!r} must be a positive number exactly when "
+                                   f"position is 'rotary' (position {self.position!r})")
+        local = (self.local_window, self.local_rope_theta if self.position == "rotary" else 1.0, self.global_every)
+        if not isinstance(self.global_every, int) or isinstance(self.global_every, bool) \
+                or not 1 <= self.global_every <= self.num_layers:
+            raise UnsupportedModel(f"global_every must be an integer in 1..num_layers, got {self.global_every!r}")
+        if self.global_every == 1:
+            if self.local_window is not None or self.local_rope_theta is not None:
+                raise UnsupportedModel("local_window and local_rope_theta need local layers (global_every > 1)")
+        elif not (isinstance(local[0], int) and not isinstance(local[0], bool) and local[0] >= 0
+                  and _positive(local[1])):
+            raise UnsupportedModel(f"local layers need local_window (an integer >= 0) and, with rotary positions, "
+                                   f"local_rope_theta; got {local[0]!r}, {self.local_rope_theta!r}")
+
+    def layer_window(self, i: int) -> int | None:
+        """Layer i's attention window: None (global) or local_window."""
+        return None if i % self.global_every == 0 else self.local_window
+
+    def layer_theta(self, i: int) -> float | None:
+        return self.rope_theta if i % self.global_every == 0 else self.local_rope_theta
 
     @property
     def max_positions(self) -> int:
@@ -119,6 +153,10 @@ class EncoderConfig:
         return asdict(self)
 
 
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
 @dataclass(frozen=True)
 class HeadGraph:
     """How a family's heads differ in the graph (defaults: BERT). Not written to the file: the graph is."""
@@ -126,6 +164,10 @@ class HeadGraph:
     pooled_activation: str = "tanh"  # the first-token dense layer: BERT's pooler, RoBERTa's classifier.dense
     pooled_output: str | None = "pooler_output"  # its value, a graph output when the source returns it
     mlm_activation: str | None = "gelu"  # the masked-LM transform's; None: the config's hidden_act (ALBERT)
+    pooling: str = "first"  # what sequence classification pools: the "first" token, or the "mean" of all
+    # ModernBERT's prediction head: the pooled dense layer is followed by a norm (pooler.norm), and token
+    # classification and QA read the same dense + norm per token before their final layer
+    head_norm: bool = False
 
 
 BERT_HEADS = HeadGraph()
@@ -159,8 +201,9 @@ def slots_of(role: names.Role, shape: tuple[int, ...], layer: int | None = None,
 def bert_slots(c: EncoderConfig) -> dict[str, Slot]:
     """Standard tensor names (docs/format.md) of an encoder of the BERT family, fp32 source form."""
     H, E, F = c.hidden_size, c.embedding_width, c.intermediate_size
-    slots = {**slots_of(names.TOKEN_EMBD, (c.vocab_size, E), bias=False),
-             **slots_of(names.POSITION_EMBD, (c.max_position_embeddings, E), bias=False)}
+    slots = slots_of(names.TOKEN_EMBD, (c.vocab_size, E), bias=False)
+    if c.position == "absolute":
+        slots.update(slots_of(names.POSITION_EMBD, (c.max_position_embeddings, E), bias=False))
     if c.type_vocab_size:
         slots.update(slots_of(names.TOKEN_TYPE_EMBD, (c.type_vocab_size, E), bias=False))
     slots.update(slots_of(names.EMBD_NORM, (E,)))
@@ -171,7 +214,10 @@ def bert_slots(c: EncoderConfig) -> dict[str, Slot]:
     for i in range(c.stored_layers):
         for role, shape in ((names.ATTN_QKV, (3 * H, H)), (names.ATTN_OUTPUT, (H, H)), (names.ATTN_NORM, (H,)),
                             (names.FFN_UP, (c.up_size, H)), (names.FFN_DOWN, (H, F)), (names.FFN_NORM, (H,))):
-            slots.update(slots_of(role, shape, i))
+            if not (role is names.ATTN_NORM and i == 0 and c.norm_placement == "pre"):
+                slots.update(slots_of(role, shape, i))
+    if c.norm_placement == "pre":
+        slots.update(slots_of(names.FINAL_NORM, (H,)))
     return slots
 
 

@@ -25,6 +25,11 @@ class Unknown(Exception):
     """The graph is too malformed for this rule to read its fact."""
 
 
+class Stated(Unknown):
+    """The content does not fix this fact; the stored value stands (max_position_embeddings of a model
+    without a position table: rotary positions have no table, only the source's stated limit)."""
+
+
 class ContentError(Exception):
     """The content contradicts itself: no description could match it."""
 
@@ -120,6 +125,9 @@ def _hidden_size(c: Content) -> int:
     for node in c.attentions():
         inputs = node.get("inputs") or [None]
         producer = c.producer.get(inputs[0]) if isinstance(inputs[0], str) else None
+        if producer is not None and producer.get("op") == "rotary":  # rotary positions on q and k between
+            source = (producer.get("inputs") or [None])[0]
+            producer = c.producer.get(source) if isinstance(source, str) else None
         if producer is None or producer.get("op") != "linear":
             raise Unknown("an attention node's qkv input is not a linear's output")
         rows = c.shape(c.param(producer, "linear") + names.WEIGHT)[0]
@@ -135,6 +143,9 @@ def _embedding_size(c: Content) -> int | None:
 
 
 def _max_positions(c: Content) -> int:
+    params = c.embed().get("params")
+    if isinstance(params, dict) and "position" not in params:
+        raise Stated("the embed node has no position table (rotary positions)")
     return c.shape(c.param(c.embed(), "position") + names.WEIGHT)[0]
 
 
@@ -192,6 +203,46 @@ def _relative_buckets(c: Content) -> int | None:
                 for n in c.attentions()], "attention nodes' relative buckets")
 
 
+def _layout(c: Content) -> list[tuple[Any, Any]]:
+    """(window attr or None, rotary theta or None) of each plain attention node, in layer order."""
+    out = []
+    for node in c.ops("attention"):
+        source = (node.get("inputs") or [None])[0]
+        producer = c.producer.get(source) if isinstance(source, str) else None
+        theta = c.attr(producer, "theta") if producer is not None and producer.get("op") == "rotary" else None
+        out.append((c.attr(node, "window"), theta))
+    return out
+
+
+def _global_every(c: Content) -> int:
+    """The smallest n for which layer i attends globally (no window) iff i % n == 0; 1: all global."""
+    is_global = [window is None for window, _ in _layout(c)]
+    for n in range(1, len(is_global) + 1):
+        if all(g == (i % n == 0) for i, g in enumerate(is_global)):
+            return n
+    if not is_global:
+        return 1
+    raise ContentError(f"the attention windows (global: {is_global}) are not global every n-th layer from layer 0")
+
+
+def _of_layers(which: str, index: int) -> Callable[[Content], Any]:
+    """The value (window or theta: ``index``) all global (or local) layers share; None without such layers
+    or with a value on none of them (no rotary node)."""
+    def rule(c: Content) -> Any:
+        values = [pair[index] for pair in _layout(c) if (pair[0] is None) == (which == "global")]
+        return one(values, f"{which} attention layers' {('windows', 'rotary thetas')[index]}") if values else None
+    return rule
+
+
+def _norm_placement(c: Content) -> str:
+    """pre-norm layers add their residuals with plain add nodes; post-norm ones with add_norm."""
+    return "pre" if c.ops("add") else "post"
+
+
+def _position(c: Content) -> str:
+    return "rotary" if c.ops("rotary") else "absolute"
+
+
 def _embed_attr(key: str, default: Any) -> Callable[[Content], Any]:
     return lambda c: c.attr(c.embed(), key, default)
 
@@ -217,8 +268,8 @@ CONFIG_RULES: dict[str, Callable[[Content], Any]] = {
     "layer_norm_eps": _layer_norm_eps,
     "hidden_act": _hidden_act,
     # architecture flags: absent in files written before 7752a1e, then derived
-    "norm_placement": _op_set("post", "add_norm is LayerNorm(x + residual); version 1 has no pre-norm add"),
-    "position": _op_set("absolute", "the embed op adds a learned position table"),
+    "norm_placement": _norm_placement,
+    "position": _position,
     "feed_forward": _feed_forward,
     "position_offset": _embed_attr("position_offset", 0),
     "position_ids": _embed_attr("position_ids", "column"),
@@ -226,6 +277,10 @@ CONFIG_RULES: dict[str, Callable[[Content], Any]] = {
     "shared_layers": _shared_layers,
     "embedding_size": _embedding_size,
     "relative_buckets": _relative_buckets,
+    "rope_theta": _of_layers("global", 1),
+    "local_rope_theta": _of_layers("local", 1),
+    "local_window": _of_layers("local", 0),
+    "global_every": _global_every,
 }
 
 

@@ -148,8 +148,12 @@ CONFIG_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "layer_norm_eps": (lambda v: ops.positive_number(v) and v <= LAYER_NORM_EPS_MAX,
                        f"a number in (0, {LAYER_NORM_EPS_MAX}]"),
     "hidden_act": (lambda v: v in _activations(), "one of the linear op's activations"),
-    "norm_placement": (lambda v: v == "post", "'post'"),
-    "position": (lambda v: v == "absolute", "'absolute'"),
+    "norm_placement": (lambda v: v in ("post", "pre"), "'post' or 'pre'"),
+    "position": (lambda v: v in ("absolute", "rotary"), "'absolute' or 'rotary'"),
+    "rope_theta": (lambda v: v is None or ops.positive_number(v), "null or a positive number"),
+    "local_rope_theta": (lambda v: v is None or ops.positive_number(v), "null or a positive number"),
+    "local_window": (lambda v: v is None or _is_size(v, 0), f"null or an integer in 0..{MAX_SIZE}"),
+    "global_every": (_is_size, f"an integer in 1..{MAX_SIZE}"),
     "feed_forward": (lambda v: v in ("plain", "gated"), "'plain' or 'gated'"),
     "position_ids": (lambda v: v in ("column", "real_tokens"), "'column' or 'real_tokens'"),
     "bias": (lambda v: v is True, "true (the linear op has a bias)"),
@@ -180,6 +184,10 @@ def _check_config(raw: Any, content: C.Content, refuse: _Refuse, final: bool) ->
         refuse(f"{key} cannot describe this content: {exc}")
     config, derived = {}, {}
     for field, fact in facts.items():
+        if isinstance(fact, C.Stated):  # the content leaves it to the stored value
+            if field in raw:
+                config[field] = raw[field]
+            continue
         if isinstance(fact, C.Unknown):
             if final:
                 refuse(f"{key} {field} cannot be checked: {fact}")

@@ -69,6 +69,7 @@ ATTN_NORM = Role("blk.{i}.attn_norm", "norm")
 FFN_UP = Role("blk.{i}.ffn_up", "linear", smoothed=True, calibrated=True)
 FFN_DOWN = Role("blk.{i}.ffn_down", "linear", calibrated=True)
 FFN_NORM = Role("blk.{i}.ffn_norm", "norm")
+FINAL_NORM = Role("output_norm", "norm")  # pre-norm encoders (ModernBERT): after the last layer
 
 # ---- task heads (docs/format.md, "Heads") ----------------------------------------
 # Small final layers (a few output rows) stay float32: int8 saves almost no
@@ -79,6 +80,7 @@ POOLER = Role("pooler", "linear")
 CLASSIFIER = Role("cls", "float")
 QA = Role("qa", "float")
 NSP = Role("nsp", "float")
+POOLER_NORM = Role("pooler.norm", "norm")  # ModernBERT's prediction head: dense, activation, norm
 MLM_TRANSFORM = Role("mlm.transform", "linear")
 MLM_NORM = Role("mlm.norm", "norm")
 MLM_DECODER = Role("mlm.decoder", "linear")
@@ -87,7 +89,8 @@ RTD_TRANSFORM = Role("rtd.transform", "linear")
 RTD = Role("rtd", "float")
 
 ROLES = (TOKEN_EMBD, POSITION_EMBD, TOKEN_TYPE_EMBD, EMBD_NORM, EMBD_PROJ, REL_BIAS, ATTN_QKV, ATTN_OUTPUT, ATTN_NORM, FFN_UP,
-         FFN_DOWN, FFN_NORM, POOLER, CLASSIFIER, QA, NSP, MLM_TRANSFORM, MLM_NORM, MLM_DECODER, RTD_TRANSFORM, RTD)
+         FFN_DOWN, FFN_NORM, POOLER, CLASSIFIER, QA, NSP, MLM_TRANSFORM, MLM_NORM, MLM_DECODER, RTD_TRANSFORM, RTD,
+         FINAL_NORM, POOLER_NORM)
 
 
 def role_of(prefix: str) -> Role | None:

@@ -17,7 +17,7 @@ SIZES = dict(vocab_size=8, hidden_size=16, num_layers=2, num_heads=2, intermedia
 KERNEL_ATOL = 2e-3
 
 
-@pytest.mark.parametrize("flag, value", [("norm_placement", "pre"), ("position", "rotary"), ("bias", False),
+@pytest.mark.parametrize("flag, value", [("norm_placement", "sandwich"), ("position", "alibi"), ("bias", False),
                                          ("position_offset", -1), ("shared_layers", "yes"), ("embedding_size", 0),
                                          ("feed_forward", "swiglu"), ("position_ids", "rank")])
 def test_unimplemented_flags_are_refused_with_what_is_supported(flag, value):

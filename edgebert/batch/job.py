@@ -4,8 +4,8 @@ Work goes to ``OUTPUT.partial/``: committed shards and ``manifest.json`` (what t
 job is: input identity, model checksum, task and options; how far it got). Re-running
 the same command continues after the last committed shard; our results do not depend
 on how records are batched, so the output is the one an uninterrupted run writes.
-Reading and tokenizing the next shard, and writing the last one, run on their own
-threads while the current shard is scored.
+Reading the next shard (and tokenizing it, where a core is spare) and writing the last
+one run on their own threads while the current shard is scored.
 """
 from __future__ import annotations
 
@@ -65,10 +65,15 @@ def run_job(spec: JobSpec) -> dict:
     state = _start(work, identity, spec.restart)
     sink = Sink(fmt, source.id_name, state.setdefault("id_type", _id_type(source)))
     progress = Progress(state["records"], state["rejects"], spec.quiet)
-    reader = _Reader(source, state["records"], spec.shard_size, scorer, state["id_type"])
+    # Tokenizing the next shard on the reader thread pays only with a core to spare: beside
+    # kernels on every core it slows their parallel regions more than it saves.
+    ahead = scorer if model.threads < (os.cpu_count() or 1) else None
+    reader = _Reader(source, state["records"], spec.shard_size, ahead, state["id_type"])
     writer = _Writer(work, sink, state)
     try:
-        for index, (records, prepared, rejects) in enumerate(reader, start=len(state["shards"])):
+        for index, (records, first, prepared, rejects) in enumerate(reader, start=len(state["shards"])):
+            if prepared is None:
+                prepared, rejects = scorer.prepare(records, first)
             ids, values, more = scorer.compute(prepared)
             rejects = sorted(rejects + more, key=lambda r: r["record"]) if more else rejects
             writer.put(index, records, ids, values, rejects)
@@ -152,7 +157,7 @@ class _Reader:
                 chunk = [_typed_id(r, id_type) for r in itertools.islice(records, size)]
                 if not chunk:
                     break
-                self.queue.put((chunk, *scorer.prepare(chunk, first)))
+                self.queue.put((chunk, first, *(scorer.prepare(chunk, first) if scorer else (None, None))))
                 first += len(chunk)
             self.queue.put(None)
         except BaseException as e:  # handed to the main thread
