@@ -95,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     add_serve_parser(sub)
     from .bench import add_bench_parser  # edgebert bench MODEL (edgebert/bench.py)
     add_bench_parser(sub)
+    from .onnx_export import add_export_parser  # edgebert export MODEL -o model.onnx (edgebert/onnx_export.py)
+    add_export_parser(sub)
     return p
 
 
