@@ -89,3 +89,12 @@ def test_kernels_match_references_under_emulation(aarch64_run, cpu):
     want = {EXPECTED[cpu]}  # each CPU tests its own path (the A72 the portable one)
     assert {path for path, n in runs.items() if n} == want, runs
     assert runs[EXPECTED[cpu]] >= 19, runs  # 8 shapes x 2 activations + 1 exact + 2 extreme-value tests
+
+
+def test_both_aarch64_paths_give_the_same_bits(aarch64_run):
+    """neon_dot (sdot tile, A76) and portable (A72) compute the same exact int32 GEMMs and the same
+    float32 steps around them: their embeddings must be bit-identical (measured: they are)."""
+    _, out, _ = aarch64_run
+    a72, a76 = (np.load(out / f"embeddings-{cpu}.npy") for cpu in EXPECTED)
+    assert a72.shape == a76.shape == (N_TEXTS, 384)
+    assert np.array_equal(a72, a76), f"max |diff| {np.abs(a72 - a76).max():.3g}"
