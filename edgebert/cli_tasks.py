@@ -31,6 +31,10 @@ def _pairs(args, texts: list[str]) -> list:
     return [{"text": a, "text_pair": b} for a, b in split]
 
 
+def _ranking(args, documents: list[str]) -> list:
+    return [{"query": args.query, "documents": documents}]
+
+
 def _questions(args, contexts: list[str]) -> list:
     return [{"question": args.question, "context": c} for c in contexts]
 
@@ -61,6 +65,9 @@ COMMANDS = (
             texts_help="contexts (default: from --input or stdin)", batch=False,
             arguments=((("--question",), {"required": True, "help": "the question asked of every context"}),)),
     Command("fill-mask", "fill-mask", "fill [MASK] tokens"),
+    Command("rerank", "text-ranking", "rank documents against a query with a cross-encoder", _ranking,
+            texts_help="documents (default: one per line from --input or stdin)", batch=False,
+            arguments=((("--query",), {"required": True, "help": "the query every document is scored against"}),)),
     Command("summarize", "summarization", "extractive summary of each document", whole=True, batch=False,
             texts_help="documents (default: the whole of --input or stdin is one document)"),
 )

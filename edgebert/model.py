@@ -203,6 +203,14 @@ class Model:
             return np.zeros((0, self.dim), dtype=np.float32)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
+    def rerank(self, query: str, documents: Sequence[str], top_k: int | None = None, **options) -> list[dict]:
+        """A cross-encoder's ranking of ``documents`` for ``query``, best first: [{"corpus_id", "score"}]
+        (sentence-transformers' CrossEncoder.rank; options: those of the text-ranking pipeline)."""
+        from .pipelines import pipeline
+
+        return pipeline("text-ranking", self)({"query": query, "documents": list(documents)}, top_k=top_k,
+                                              **options)
+
     def embed_tokenized(self, encoded: list, batch_size: int = 32) -> np.ndarray:
         """``embed`` after ``tokenize``: a caller may tokenize the next texts on another thread meanwhile."""
         if not encoded:

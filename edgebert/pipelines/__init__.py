@@ -23,6 +23,7 @@ TASKS = {
     "question-answering": ("question_answering", "QuestionAnsweringPipeline"),
     "fill-mask": ("fill_mask", "FillMaskPipeline"),
     "summarization": ("summarization", "SummarizationPipeline"),
+    "text-ranking": ("ranking", "TextRankingPipeline"),  # cross-encoders (rerankers)
 }
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 
