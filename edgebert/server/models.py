@@ -77,7 +77,7 @@ def load_served(name: str, path: Path, threads: int, limits, metrics) -> Served:
     start = time.perf_counter()
     model = load(path, threads=threads)
     model.forward_sequences(model.tokenize(["edgebert warm-up"]), outputs=None)
-    batcher = Batcher(name, lambda encoded: model._embed_encoded(encoded, limits.batch_size), limits, metrics)
+    batcher = Batcher(name, lambda encoded: model.embed_tokenized(encoded, limits.batch_size), limits, metrics)
     return Served(name, model, batcher, time.perf_counter() - start)
 
 
