@@ -211,7 +211,7 @@ class Graph:
             gamma, beta = self.const(n.input[1]), self.const(n.input[2]) if len(n.input) > 2 else None
             if attr(n, "axis", -1) != -1 or gamma is None or beta is None:
                 self.refuse("LayerNormalization must normalise the last axis with constant scale and bias", n)
-            return Norm(n.input[0], n.output[0], *_f32(gamma, beta), float(attr(n, "epsilon", 1e-5)), n)
+            return Norm(n.input[0], n.output[0], *_f32(gamma, beta), _eps(attr(n, "epsilon", 1e-5)), n)
         if n.op_type != "ReduceMean":
             return None
         x = n.input[0]
@@ -233,7 +233,7 @@ class Graph:
         beta = self.const(bias.input[1] if bias.input[0] == mul.output[0] else bias.input[0])
         if gamma is None or beta is None:
             self.refuse("decomposed LayerNorm without constant gamma and beta", mul)
-        return Norm(x, bias.output[0], *_f32(gamma, beta), float(eps), n)
+        return Norm(x, bias.output[0], *_f32(gamma, beta), _eps(eps), n)
 
     def check_gelu(self, start: str, end: str, where) -> None:
         """The ops between ``start`` and ``end`` are exact GELU: one Gelu node or the erf form."""
@@ -253,6 +253,12 @@ def attr(node, name: str, default=None):
         if a.name == name:
             return helper.get_attribute_value(a)
     return default
+
+
+def _eps(value) -> float:
+    """A float32 epsilon as the shortest decimal that rounds to it (1e-12, not 9.99999996e-13): the
+    value the source config wrote, and the one LayerNorm computes with either way."""
+    return float(str(np.float32(np.asarray(value).reshape(-1)[0])))
 
 
 def _f32(*arrays) -> list[np.ndarray]:

@@ -42,9 +42,13 @@ def load_onnx(path: str | Path, tokenizer: str | Path | None = None) -> ModelSpe
         g.refuse("no embedding LayerNorm found before the first linear layer")
     emb = _embeddings(g, parts[0])
     layers, h, i = [], parts[0].out, 1
-    while i + 8 <= len(parts) and all(isinstance(p, Linear) for p in parts[i:i + 3]) and parts[i].x == h:
-        layers.append(_layer(g, parts[i:i + 8], h, len(layers)))
-        h, i = parts[i + 7].out, i + 8
+    while i < len(parts) and isinstance(parts[i], Linear) and parts[i].x == h:
+        fused = _split_qkv(g, parts[i])  # one (3H, H) linear and a Split (ours, ORT's optimizer)
+        n = 6 if fused else 8
+        if i + n > len(parts):
+            break
+        layers.append(_layer(g, fused + parts[i + 1:i + n] if fused else parts[i:i + n], h, len(layers)))
+        h, i = parts[i + n - 1].out, i + n
     if not layers:
         g.refuse("no encoder layer found (three linears reading the embeddings' LayerNorm)")
     head, pooling = _head(g, parts[i:], h)
@@ -136,6 +140,11 @@ def _lookup_out(g: Graph, n) -> str:
 def _index_source(g: Graph, n) -> np.ndarray | None:
     """The constant integer buffer a lookup's indices are sliced or expanded from."""
     _, walked = g.ancestors(n.input[1], set())
+    rng = g.producer.get(n.input[1])
+    if rng is not None and rng.op_type == "Range":  # Range(start, end, 1): our export's column positions
+        start, delta = g.const(rng.input[0]), g.const(rng.input[2])
+        if start is not None and delta is not None and int(delta) == 1:
+            return np.arange(int(start), int(start) + 8)
     for m in [g.producer.get(n.input[1])] + walked:
         if m is None:
             continue
@@ -180,6 +189,23 @@ def _layer(g: Graph, p: list, h: str, i: int) -> dict:
             "heads": _num_heads(g, q_walk + [scores[0]], H, i)}
 
 
+def _split_qkv(g: Graph, lin: Linear) -> list[Linear] | None:
+    """A linear whose output a Split cuts into three equal parts on the last axis: Q/K/V views of it."""
+    split = g.only_consumer(lin.out, "Split")
+    N = lin.weight.shape[0]
+    if split is None or len(split.output) != 3 or N % 3 or attr(split, "axis", 0) not in (-1, 2):
+        return None
+    sizes = g.const(split.input[1]) if len(split.input) > 1 and split.input[1] else None
+    if sizes is not None and list(np.asarray(sizes).reshape(-1)) != [N // 3] * 3:
+        g.refuse("a Split of the fused Q/K/V projection into unequal parts", split)
+    views = []
+    for j, out in enumerate(split.output):
+        rows = slice(j * N // 3, (j + 1) * N // 3)
+        views.append(Linear(lin.node, lin.x, out, lin.weight[rows], None if lin.bias is None else lin.bias[rows],
+                            *(None if v is None else v[rows] for v in (lin.q, lin.scale, lin.zero_point))))
+    return views
+
+
 def _residual(g: Graph, norm: Norm, a: str, b: str, i: int) -> None:
     add = g.producer.get(norm.x)
     if add is None or add.op_type != "Add" or set(add.input) != {a, b}:
@@ -197,8 +223,8 @@ def _num_heads(g: Graph, walked: list, H: int, i: int) -> int:
                 shape = [_scalar(g, x) for x in g.producer[n.input[1]].input]
             if shape is not None and len(shape) == 4:
                 dims = list(shape)
-        if len(dims) == 4 and isinstance(dims[2], (int, np.integer)) and isinstance(dims[3], (int, np.integer)) \
-                and dims[2] and dims[3] and dims[2] * dims[3] == H and n.op_type == "Reshape":
+        if len(dims) == 4 and n.op_type == "Reshape" and isinstance(dims[2], (int, np.integer)) and dims[2] > 0 \
+                and H % dims[2] == 0 and dims[3] in (-1, H // dims[2]):  # (B, T, heads, head_dim or -1)
             return int(dims[2])
     g.refuse(f"layer {i}: cannot read the number of attention heads from the query's reshape")
 

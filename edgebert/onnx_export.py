@@ -158,8 +158,10 @@ def _linear(b: _Builder, node: dict) -> None:
             wf = b.const(np.ascontiguousarray(w.T), prefix + names.WEIGHT)
         y = b.op("MatMul", [x, wf])
         b.float_linears += 1
-    y = b.op("Add", [y, b.const(t[prefix + names.BIAS], prefix + names.BIAS)])
-    _activation(b, y, attrs["activation"], node["outputs"][0])
+    last = node["outputs"][0] if attrs["activation"] == "none" else None
+    y = b.op("Add", [y, b.const(t[prefix + names.BIAS], prefix + names.BIAS)], last)
+    if last is None:
+        _activation(b, y, attrs["activation"], node["outputs"][0])
 
 
 def _int8_matmul(b: _Builder, x: str, prefix: str, w: np.ndarray) -> str:
@@ -188,9 +190,7 @@ def _int8_matmul(b: _Builder, x: str, prefix: str, w: np.ndarray) -> str:
 
 
 def _activation(b: _Builder, y: str, activation: str, out: str) -> None:
-    if activation == "none":
-        b.op("Identity", [y], out)
-    elif activation == "gelu":  # exact GELU: 0.5 x (1 + erf(x / sqrt 2))
+    if activation == "gelu":  # exact GELU: 0.5 x (1 + erf(x / sqrt 2))
         erf = b.op("Erf", [b.op("Div", [y, b.const(np.float32(math.sqrt(2.0)))])])
         half = b.op("Mul", [y, b.const(np.float32(0.5))])
         b.op("Mul", [half, b.op("Add", [erf, b.const(np.float32(1.0))])], out)

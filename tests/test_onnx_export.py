@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import edgebert
+from edgebert.format import read_model
 
 from onnx_models import batch
 
@@ -53,8 +54,7 @@ def test_int8_export_runs_in_onnx_runtime_and_agrees(tiny_int8, tmp_path):
     c = token_cosines(theirs["last_hidden_state"], ours["last_hidden_state"], b["attention_mask"])
     assert c.mean() >= INT8_MEAN_COSINE and c.min() >= INT8_WORST_COSINE, (c.mean(), c.min())
     # beside it: the tokenizer and the pooling, as sentence-transformers reads them
-    assert (out.parent / "tokenizer.json").read_text() == edgebert.format.read_model(tiny_int8).metadata[
-        "edgebert.tokenizer"]
+    assert (out.parent / "tokenizer.json").read_text() == read_model(tiny_int8).metadata["edgebert.tokenizer"]
     modules = json.loads((out.parent / "modules.json").read_text())
     assert [m["type"].rsplit(".", 1)[-1] for m in modules][:2] == ["Transformer", "Pooling"]
     assert json.loads((out.parent / "1_Pooling" / "config.json").read_text())["pooling_mode_mean_tokens"] is True
@@ -70,6 +70,14 @@ def test_float32_export_matches_our_runtime(tiny_dir, tmp_path):
     theirs, ours = run_both(tmp_path / "f.edgebert", tmp_path / "f" / "model.onnx", b)
     real = b["attention_mask"].astype(bool)
     np.testing.assert_allclose(theirs["last_hidden_state"][real], ours["last_hidden_state"][real], atol=FP32_ATOL)
+    # and back: our ONNX importer reads the export (fused Q/K/V + Split, Range positions) into the same file
+    convert(tmp_path / "f" / "model.onnx", tmp_path / "back.edgebert", dtype="float32")
+    first, back = read_model(tmp_path / "f.edgebert"), read_model(tmp_path / "back.edgebert")
+    assert sorted(first.tensors) == sorted(back.tensors)
+    for name in first.tensors:
+        assert np.array_equal(np.asarray(first.tensors[name]), np.asarray(back.tensors[name])), name
+    for key in ("edgebert.config", "edgebert.pooling", "edgebert.tokenizer_config", "edgebert.tokenizer"):
+        assert first.metadata[key] == back.metadata[key], key
 
 
 def test_sequence_classification_export(tiny_head, tmp_path):

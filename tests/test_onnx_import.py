@@ -92,6 +92,9 @@ def test_same_weights_as_converting_the_transformers_folder(exported, tmp_path, 
         assert sorted(a) == sorted(b)
         for name in a:
             assert np.array_equal(np.asarray(a[name]), np.asarray(b[name])), f"{dtype}: {name} differs"
+        hf, ox = read_model(tmp_path / f"hf.{dtype}").metadata, read_model(tmp_path / f"onnx.{dtype}").metadata
+        for key in ("edgebert.config", "edgebert.graph", "edgebert.pooling", "edgebert.tokenizer_config"):
+            assert hf[key] == ox[key], key
 
 
 @pytest.mark.parametrize("normalize", [True, False])
