@@ -48,13 +48,13 @@ class Served:
             return ("classifier", "reranker") if len(head.get("id2label", {})) == 1 else ("classifier",)
         return ("embedding",) if not head else ()
 
-    def pipeline(self):
-        if "clf" not in self._pipes:
+    def pipeline(self, task: str):
+        """The model's ``task`` pipeline, made once (its tokenizer is its own; used on the model's thread)."""
+        if task not in self._pipes:
             from ..pipelines import pipeline
 
-            self._pipes["clf"] = pipeline("text-classification", model=self.model,
-                                          batch_size=self.batcher.limits.batch_size)
-        return self._pipes["clf"]
+            self._pipes[task] = pipeline(task, model=self.model, batch_size=self.batcher.limits.batch_size)
+        return self._pipes[task]
 
     def describe(self) -> dict:
         m = self.model

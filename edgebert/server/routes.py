@@ -81,15 +81,13 @@ async def tei_rerank(request, state):
     served = state.registry.pick(body["model"], "reranker")
     texts = body["texts"]
     _check_count(state, texts, "texts")
-    pairs = [{"text": body["query"], "text_pair": t} for t in texts]
-    options = {"top_k": None, "function_to_apply": "none" if body["raw_scores"] else None,
-               "truncation": body["truncate"]}
-    pipe = served.pipeline()
-    results = await answer(request, served.batcher.call(lambda: pipe(pairs, **options)), state.limits.timeout_s)
-    # one label: its score (the sigmoid of the logit, as sentence-transformers' CrossEncoder)
-    ranked = sorted(((i, r[0]["score"]) for i, r in enumerate(results)), key=lambda x: -x[1])
-    return JSONResponse([{"index": i, "score": s, **({"text": texts[i]} if body["return_text"] else {})}
-                         for i, s in ranked])
+    query = {"query": body["query"], "documents": texts}
+    options = {"return_documents": body["return_text"], "truncation": body["truncate"],
+               "function_to_apply": "none" if body["raw_scores"] else "sigmoid"}
+    pipe = served.pipeline("text-ranking")  # sentence-transformers' CrossEncoder.rank
+    ranked = await answer(request, served.batcher.call(lambda: pipe(query, **options)), state.limits.timeout_s)
+    return JSONResponse([{"index": r["corpus_id"], "score": r["score"], **({"text": r["text"]} if "text" in r else {})}
+                         for r in ranked])
 
 
 async def tei_predict(request, state):
@@ -105,7 +103,7 @@ async def tei_predict(request, state):
             raise ApiError(422, f"/predict: {option} in parameters and {field} both given; pass one")
     options = {"top_k": None, "truncation": body["truncate"],
                **({"function_to_apply": "none"} if body["raw_scores"] else {}), **given}
-    pipe = served.pipeline()
+    pipe = served.pipeline("text-classification")
     results = await answer(request, served.batcher.call(lambda: pipe(inputs, **options)), state.limits.timeout_s)
     return JSONResponse(results[0] if isinstance(data["inputs"], str) else results)
 
