@@ -16,8 +16,11 @@ CONFIG = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, interm
               bos_token_id=2, eos_token_id=3, reference_compile=False, attn_implementation="eager")
 # Random heads (std 0.02) give near-uniform scores; scaling the final layers gives the pipelines real
 # margins to agree on (as tests/family_models.py): the classifier, or the masked LM's head norm. Suffix -> factor.
-HEAD_SCALES = {"classifier.weight": 30.0}
-MLM_SCALES = {"head.norm.weight": 8.0}
+# Attention projections x8 (scores x64): with std 0.02 the scores are so small that rotary angles,
+# and so a wrong theta, change the states by less than the 1e-4 tolerance.
+QKV_SCALES = {"attn.Wqkv.weight": 8.0}
+HEAD_SCALES = {**QKV_SCALES, "classifier.weight": 30.0}
+MLM_SCALES = {**QKV_SCALES, "head.norm.weight": 8.0}
 
 
 def train_tokenizer(texts: list[str]):

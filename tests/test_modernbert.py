@@ -99,6 +99,23 @@ def test_graph_has_rotary_windows_and_no_position_table(modernbert):
     assert model.max_positions == CONFIG["max_position_embeddings"]
 
 
+@pytest.mark.parametrize("overrides", [{"global_attn_every_n_layers": 1}, {"local_rope_theta": 10000.0},
+                                       {"global_rope_theta": 1000.0}], ids=["no-window", "local-base", "global-base"])
+def test_the_window_and_both_bases_matter(modernbert, texts, overrides):
+    """transformers' own states move by far more than FP32_ATOL without the window or with either rotary
+    base changed: the float32 comparisons above check each of them."""
+    folder = modernbert("ModernBertModel")
+    batch = _batch(folder, texts)
+    mask = batch["attention_mask"].astype(bool)
+    ids = {k: torch.from_numpy(v) for k, v in batch.items()}
+    states = []
+    for cfg in ({}, overrides):
+        model = transformers.ModernBertModel.from_pretrained(folder, attn_implementation="eager", **cfg).eval()
+        with torch.no_grad():
+            states.append(model(**ids).last_hidden_state.numpy()[mask])
+    assert np.abs(states[0] - states[1]).max() > 10 * FP32_ATOL
+
+
 def test_padding_and_packing_give_the_same_states(modernbert, texts):
     """Left or right padding, in a batch or alone: transformers numbers positions by column (its
     default position_ids), as the file's graph does; each sequence alone gives the same rows."""
