@@ -96,5 +96,8 @@ def load_reference(path: str | Path) -> dict:
     """The arrays and metadata of a reference file (no pickle: object arrays are refused)."""
     with np.load(path, allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}
+    for key in ("pooled", "hidden_states"):  # may be stored as float16 to keep a committed file small
+        if key in data and data[key].dtype == np.float16:
+            data[key] = data[key].astype(np.float32)
     data["meta"] = json.loads(str(data["meta"]))
     return data
