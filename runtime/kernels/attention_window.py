@@ -3,7 +3,9 @@
 Query i of a sequence sees only keys j with |i - j| <= window, so a query costs
 O(window * d), not O(L * d). One work item is one (sequence, head) pair, done by
 one thread start to end (results do not depend on the thread count). Scores,
-softmax and context in float64 in per-thread scratch of 2 * window + 1 + d words.
+softmax and context in float32 in per-thread scratch of 2 * window + 1 + d words,
+with fastmath so the loops over d vectorise (the float64 scalar version took 4.7x
+the global kernel's time at L 512, window 64, H 768).
 Reference: ``runtime.reference.attention_ref`` with ``window``.
 """
 from __future__ import annotations
@@ -14,19 +16,18 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .gemm_portable import JIT_OPTS
 
 
 def make_scratch(window: int, head_dim: int) -> np.ndarray:
-    return np.empty((numba.config.NUMBA_NUM_THREADS, 2 * window + 1 + head_dim), dtype=np.float64)
+    return np.empty((numba.config.NUMBA_NUM_THREADS, 2 * window + 1 + head_dim), dtype=np.float32)
 
 
-@njit(parallel=True, **JIT_OPTS)
+@njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def attention_window(qkv, seq_offsets, num_heads, window, out, scratch):
     """qkv (T, 3H) float32 [q | k | v], seq_offsets (B+1,) -> out (T, H) float32."""
     H = qkv.shape[1] // 3
     d = H // num_heads
-    scale = 1.0 / math.sqrt(d)
+    scale = np.float32(1.0 / math.sqrt(d))
     B = seq_offsets.shape[0] - 1
     for item in prange(B * num_heads):
         b, h = item // num_heads, item % num_heads
@@ -36,21 +37,25 @@ def attention_window(qkv, seq_offsets, num_heads, window, out, scratch):
         qo, ko, vo = h * d, H + h * d, 2 * H + h * d
         for i in range(s, e):
             j0, j1 = max(s, i - window), min(e, i + window + 1)
-            m = -np.inf
+            q = qkv[i, qo:qo + d]
+            m = np.float32(-np.inf)
             for j in range(j0, j1):
-                acc = 0.0
+                k = qkv[j, ko:ko + d]
+                acc = np.float32(0.0)
                 for c in range(d):
-                    acc += np.float64(qkv[i, qo + c]) * qkv[j, ko + c]
+                    acc += q[c] * k[c]
                 acc *= scale
                 buf[j - j0] = acc
                 m = max(m, acc)
-            total = 0.0
+            total = np.float32(0.0)
             for c in range(d):
                 ctx[c] = 0.0
             for j in range(j0, j1):
-                p = math.exp(buf[j - j0] - m)
+                p = np.exp(buf[j - j0] - m)
                 total += p
+                v = qkv[j, vo:vo + d]
                 for c in range(d):
-                    ctx[c] += p * qkv[j, vo + c]
+                    ctx[c] += p * v[c]
+            inv = np.float32(1.0) / total
             for c in range(d):
-                out[i, qo + c] = ctx[c] / total
+                out[i, qo + c] = ctx[c] * inv
