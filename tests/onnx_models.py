@@ -108,3 +108,16 @@ def torch_outputs(model, b: dict) -> list[np.ndarray]:
         out = model(*args)
     values = [out] if isinstance(out, torch.Tensor) else list(out.values())
     return [v.numpy() for v in values]
+
+
+def encode(tokenizer_file: Path, texts: list[str], max_length: int | None = None) -> dict[str, np.ndarray]:
+    """``texts`` as a padded (B, T) int64 batch by the tokenizers library."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_file))
+    tok.enable_padding()
+    if max_length:
+        tok.enable_truncation(max_length)
+    enc = tok.encode_batch(texts)
+    return {k: np.array([getattr(e, a) for e in enc], np.int64) for k, a in
+            (("input_ids", "ids"), ("attention_mask", "attention_mask"), ("token_type_ids", "type_ids"))}

@@ -11,7 +11,7 @@ import pytest
 import edgebert
 from edgebert.format import read_model
 
-from onnx_models import batch
+from onnx_models import batch, encode
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -97,17 +97,10 @@ def test_sequence_classification_export(tiny_head, tmp_path):
 
 def test_minilm_export_on_real_text(minilm_int8, tmp_path, pang_lee_texts):
     """The real MiniLM file on 32 real sentences: ONNX Runtime's tokens against ours."""
-    from tokenizers import Tokenizer
-
     from edgebert.onnx_export import export_onnx
 
     export_onnx(minilm_int8, tmp_path / "model.onnx")
-    tok = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
-    tok.enable_padding()
-    tok.enable_truncation(128)
-    enc = tok.encode_batch(pang_lee_texts[:32])
-    b = {k: np.array([getattr(e, a) for e in enc], np.int64) for k, a in
-         (("input_ids", "ids"), ("attention_mask", "attention_mask"), ("token_type_ids", "type_ids"))}
+    b = encode(tmp_path / "tokenizer.json", pang_lee_texts[:32], max_length=128)
     theirs, ours = run_both(minilm_int8, tmp_path / "model.onnx", b)
     c = token_cosines(theirs["last_hidden_state"], ours["last_hidden_state"], b["attention_mask"])
     assert c.mean() >= INT8_MEAN_COSINE and c.min() >= INT8_WORST_COSINE, (c.mean(), c.min())

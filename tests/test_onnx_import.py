@@ -10,7 +10,7 @@ import edgebert
 from edgebert.errors import UnsupportedModel
 from edgebert.format import read_model
 
-from onnx_models import batch, export, mean_pooled, tiny_torch_model, torch_outputs
+from onnx_models import batch, encode, export, mean_pooled, tiny_torch_model, torch_outputs
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -99,8 +99,6 @@ def test_same_weights_as_converting_the_transformers_folder(exported, tmp_path, 
 
 @pytest.mark.parametrize("normalize", [True, False])
 def test_sentence_transformers_pooling_inside_the_graph(tmp_path, minilm_dir, normalize):
-    from tokenizers import Tokenizer
-
     from edgebert.converters import convert
 
     model = mean_pooled(tiny_torch_model("BertModel"), normalize)
@@ -109,11 +107,7 @@ def test_sentence_transformers_pooling_inside_the_graph(tmp_path, minilm_dir, no
     ours = edgebert.load(tmp_path / "st.edgebert")
     assert ours.pooling == {"mode": "mean", "normalize": normalize}
     texts = ["hello world", "a much longer sentence about nothing in particular, with a comma"]
-    tok = Tokenizer.from_file(str(minilm_dir / "tokenizer.json"))
-    tok.enable_padding()
-    enc = tok.encode_batch(texts)
-    b = {k: np.array([getattr(e, a) for e in enc]) for k, a in
-         (("input_ids", "ids"), ("attention_mask", "attention_mask"), ("token_type_ids", "type_ids"))}
+    b = encode(minilm_dir / "tokenizer.json", texts)
     np.testing.assert_allclose(ours.embed(texts), torch_outputs(model, b)[0], atol=FP32_ATOL, rtol=0)
 
 
@@ -225,3 +219,37 @@ def test_external_data_outside_the_folder_is_refused(exported, tmp_path, locatio
     (tmp_path / "m" / "model.onnx").write_bytes(model.SerializeToString())
     with pytest.raises(UnsupportedModel, match="escapes the model folder|absolute path"):
         convert(tmp_path / "m" / "model.onnx", tmp_path / "x.edgebert")
+
+
+def test_onnx_runtime_optimizer_output_is_refused_naming_the_fused_op(exported, tmp_path):
+    optimizer = pytest.importorskip("onnxruntime.transformers.optimizer")
+    from edgebert.converters import convert
+
+    _, path = exported("fused-layernorm")
+    fused = optimizer.optimize_model(str(path), model_type="bert", num_heads=4, hidden_size=32)
+    out = tmp_path / "opt" / "model.onnx"
+    out.parent.mkdir()
+    fused.save_model_to_file(str(out))
+    with pytest.raises(UnsupportedModel, match=r"com\.microsoft::\w+.*transformer optimizer are not supported yet"):
+        convert(out, tmp_path / "x.edgebert", tokenizer=path.parent)
+    assert not (tmp_path / "x.edgebert").exists()
+
+
+def test_real_minilm_sentence_transformers_export(tmp_path, minilm_dir):
+    """The real all-MiniLM-L6-v2 with mean pooling and normalisation inside the graph (as a
+    sentence-transformers export), its modules.json beside it: float32 sentence embeddings vs torch."""
+    import shutil
+
+    import transformers
+    from edgebert.converters import convert
+
+    model = mean_pooled(transformers.BertModel.from_pretrained(minilm_dir).eval(), normalize=True)
+    path = export(model, tmp_path / "minilm", minilm_dir)
+    for name in ("modules.json", "sentence_bert_config.json", "1_Pooling"):
+        (shutil.copytree if (minilm_dir / name).is_dir() else shutil.copy)(minilm_dir / name, path.parent / name)
+    convert(path, tmp_path / "m.edgebert", dtype="float32")
+    ours = edgebert.load(tmp_path / "m.edgebert")
+    assert ours.pooling == {"mode": "mean", "normalize": True} and ours.max_length == 256
+    texts = ["The quick brown fox jumps over the lazy dog.", "ONNX files come from many exporters."]
+    b = encode(minilm_dir / "tokenizer.json", texts)
+    np.testing.assert_allclose(ours.embed(texts), torch_outputs(model, b)[0], atol=FP32_ATOL, rtol=0)
