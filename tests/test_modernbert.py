@@ -200,3 +200,6 @@ def test_pipelines_give_transformers_answers(modernbert, pang_lee_texts, task, m
     want = theirs(texts, **options)
     _same(mine(texts, **options), want, model_class)
     assert all(len(r) for r in want)
+    if task == "text-classification":  # pairs too: [CLS] A [SEP] B [SEP], longer than the window
+        pairs = [{"text": a, "text_pair": b} for a, b in zip(texts, texts[1:])]
+        _same(mine(pairs, **options), theirs(pairs, **options), model_class)
