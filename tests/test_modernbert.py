@@ -203,3 +203,22 @@ def test_pipelines_give_transformers_answers(modernbert, pang_lee_texts, task, m
     if task == "text-classification":  # pairs too: [CLS] A [SEP] B [SEP], longer than the window
         pairs = [{"text": a, "text_pair": b} for a, b in zip(texts, texts[1:])]
         _same(mine(pairs, **options), theirs(pairs, **options), model_class)
+
+
+@pytest.mark.parametrize("layers, every, windows", [
+    (3, 3, [None, 4, 4]), (3, 7, [None, 4, 4]), (4, 2, [None, 4, None, 4]), (1, 3, [None]), (3, 1, [None] * 3)])
+def test_layer_layout_is_normalised_and_read_back_from_the_graph(layers, every, windows):
+    """transformers' layout (layer i global iff i % n == 0), stored with n capped at num_layers and no local
+    settings without local layers, so that the graph alone (edgebert/content.py) gives the same config."""
+    from edgebert.content import Content, config_facts
+    from edgebert.converters.graph import build_graph
+    from edgebert.converters.modernbert import read_config
+    from edgebert.converters.spec import bert_slots
+
+    cfg = {**CONFIG, "vocab_size": 50, "num_hidden_layers": layers, "global_attn_every_n_layers": every}
+    config = read_config(cfg)
+    assert [config.layer_window(i) for i in range(layers)] == windows
+    tensors = {name: np.zeros(slot.shape, dtype=np.float32) for name, slot in bert_slots(config).items()}
+    facts = config_facts(Content(build_graph(config, None), tensors))
+    for field in ("norm_placement", "position", "rope_theta", "local_rope_theta", "local_window", "global_every"):
+        assert facts[field] == getattr(config, field), field
