@@ -17,12 +17,14 @@ from edgebert.packaged import ModelUnavailable, mpnet_dir
 from edgebert.verify import verify
 
 REFERENCE = Path(__file__).parent / "data" / "reference" / "all-mpnet-base-v2.pang_lee.npz"
-# Issue 12's bars for all-mpnet-base-v2 int8 (the same as MiniLM's).
-MIN_MEAN_COSINE = 0.998  # measured 0.99852 (default conversion)
-MIN_WORST_COSINE = 0.995  # measured 0.99540
-# The issue asks 0.95; the default conversion measures 0.900 (--keep 6: 0.920): nearest neighbours among
-# 200 short reviews sit close together. This bound only guards against a regression below today's level.
-MIN_NN_AGREEMENT = 0.89
+# Issue 12's bars for all-mpnet-base-v2 int8 (the same as MiniLM's), met by the conversion below with
+# every encoder linear's activations kept at 16 bits (--keep 48: two int8 passes per GEMM).
+MIN_MEAN_COSINE = 0.998  # measured 0.99912 (default --keep 1: 0.99852)
+MIN_WORST_COSINE = 0.995  # measured 0.99780 (default: 0.99540)
+# measured 0.955 (default: 0.900, --keep 6: 0.920): nearest neighbours among 200 short reviews sit close
+# together, so one sentence is 0.005 here; another CPU's kernel path may flip a near tie.
+MIN_NN_AGREEMENT = 0.95
+KEEP = 48  # the sensitivity fallback's int16 layers: all 48 encoder linears
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def mpnet_int8(tmp_path_factory):
     from edgebert.converters import convert
 
     out = tmp_path_factory.mktemp("mpnet") / "all-mpnet-base-v2.int8.edgebert"
-    convert(folder, out, dtype="int8")
+    convert(folder, out, dtype="int8", keep=KEEP)
     return out
 
 
