@@ -138,8 +138,9 @@ def _hidden_size(c: Content) -> int:
 
 
 def _embedding_size(c: Content) -> int | None:
+    """The word table's width when an embd_proj linear projects it (ALBERT projects even equal widths)."""
     width = c.shape(c.param(c.embed(), "word") + names.WEIGHT)[1]
-    return None if width == _hidden_size(c) else width
+    return width if width != _hidden_size(c) or c.linears(names.EMBD_PROJ) else None
 
 
 def _max_positions(c: Content) -> int:

@@ -61,9 +61,9 @@ SECOND = ["It was fine.", "Short.", "Numbers 12345 and more."]
 @pytest.fixture(scope="module")
 def family_model(tmp_path_factory, minilm_dir, pang_lee_texts):
     """``family_model(class, dtype=None)`` -> the transformers folder, or a converted file."""
-    def build(folder, model_class):
+    def build(folder, model_class, **extra):
         family, _, overrides = CASES[model_class]
-        return make_family_model(folder, family, model_class, pang_lee_texts, minilm_dir, **overrides)
+        return make_family_model(folder, family, model_class, pang_lee_texts, minilm_dir, **{**overrides, **extra})
     return model_cache(tmp_path_factory, build)
 
 
@@ -154,6 +154,18 @@ def test_albert_stores_its_shared_layer_once(family_model):
     qkv = [n["params"]["linear"] for n in nodes if n["op"] == "linear" and "attn_qkv" in n["params"]["linear"]]
     assert qkv == ["blk.0.attn_qkv"] * 3
     assert f.json("edgebert.config")["shared_layers"] is True
+
+
+def test_albert_projects_equal_widths_too(family_model):
+    """AlbertTransformer applies embedding_hidden_mapping_in even when embedding_size == hidden_size."""
+    folder = family_model("AlbertModel", embedding_size=32)
+    batch, expected = _torch_outputs(folder, [])
+    model = edgebert.load(family_model("AlbertModel", "float32", embedding_size=32))
+    assert model.file.tensors["embd_proj.weight"].shape == (32, 32)
+    got = model.forward(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+    mask = batch["attention_mask"].astype(bool)
+    np.testing.assert_allclose(got["last_hidden_state"][mask], expected["last_hidden_state"][mask],
+                               atol=FP32_ATOL, rtol=0)
 
 
 def test_distilbert_ignores_token_types(family_model):
