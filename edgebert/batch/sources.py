@@ -165,7 +165,7 @@ def _read_txt(path: str, fields: Fields, many: bool) -> Iterator[Record]:
             yield Record(rid, reason=f"line {number} is not valid UTF-8 (byte {e.start}: {e.reason})")
 
 
-def _record(values: dict, fields: Fields, fallback_id) -> Record:
+def to_record(values: dict, fields: Fields, fallback_id) -> Record:
     rid = values.get(fields.id) if fields.id else fallback_id
     for name in (fields.text, fields.pair):
         if not name:
@@ -196,13 +196,13 @@ def _read_jsonl(path: str, fields: Fields, many: bool) -> Iterator[Record]:
         if not isinstance(values, dict):
             yield Record(number, reason=f"line {number} is a JSON {type(values).__name__}, not an object")
             continue
-        yield _record(values, fields, number)
+        yield to_record(values, fields, number)
 
 
 def _read_csv(path: str, fields: Fields, many: bool) -> Iterator[Record]:
     with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
         for number, values in enumerate(csv.DictReader(f), start=1):
-            yield _record(values, fields, number)
+            yield to_record(values, fields, number)
 
 
 def _read_parquet(path: str, fields: Fields, many: bool) -> Iterator[Record]:
@@ -211,7 +211,7 @@ def _read_parquet(path: str, fields: Fields, many: bool) -> Iterator[Record]:
     for batch in pyarrow().parquet.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH, columns=columns):
         for values in batch.to_pylist():
             number += 1
-            yield _record(values, fields, number)
+            yield to_record(values, fields, number)
 
 
 READERS = {".txt": _read_txt, ".jsonl": _read_jsonl, ".csv": _read_csv, ".parquet": _read_parquet}
