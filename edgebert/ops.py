@@ -225,6 +225,28 @@ def _relative_attention(node: dict, ctx: GraphContext) -> list:
     return width
 
 
+def _disentangled_attention(node: dict, ctx: GraphContext) -> list:
+    """attention's ports and widths; a (2 span, H) F32 relative embedding table (span: position_buckets,
+    or max_relative_positions without buckets), an optional norm of it (with ``eps``), and a projection
+    of >= 2H rows (query rows, then key rows) applied to it."""
+    width = _attention(node, ctx)
+    hidden, params, attrs = ctx.cfg("hidden_size"), node["params"], node["attrs"]
+    span = attrs["position_buckets"] or attrs["max_relative_positions"]
+    if attrs["position_buckets"] and (attrs["position_buckets"] < 4 or attrs["max_relative_positions"]
+                                      <= attrs["position_buckets"] // 2 + 1):
+        raise ValueError(f"position_buckets {attrs['position_buckets']} must be 0 or >= 4 with "
+                         f"max_relative_positions {attrs['max_relative_positions']} above half of them plus one")
+    ctx.expect(params["rel"] + names.WEIGHT, (2 * span, hidden))
+    if ("rel_norm" in params) != ("eps" in attrs):
+        raise ValueError("the rel_norm param and the eps attr go together")
+    if "rel_norm" in params:
+        ctx.norm(params["rel_norm"])
+    rows, _ = ctx.weight(params["pos_proj"], None, hidden, bias=True)
+    if rows < 2 * hidden:
+        raise ValueError(f"pos_proj has {rows} rows, expected >= {2 * hidden} (query rows, then key rows)")
+    return width
+
+
 def _norm(node: dict, ctx: GraphContext) -> list:
     (width,) = node["_widths"]
     ctx.norm(node["params"]["norm"], width)  # any width: ELECTRA's generator head normalises embedding_size
@@ -296,6 +318,13 @@ OPS: dict[str, OpSchema] = {
                                                                   "num_buckets": Attr(positive_int),
                                                                   "max_distance": Attr(positive_int)},
                                    _relative_attention),
+    # DeBERTa-v2/v3: attention plus content-to-position and position-to-content terms over log-bucketed
+    # distances, the positions' queries and keys projected from the rel table by rows of pos_proj
+    "disentangled_attention": OpSchema(
+        1, (ROWS, OFFSETS), ("rel", "rel_norm", "pos_proj"),
+        {"num_heads": Attr(positive_int), "position_buckets": Attr(non_negative_int),
+         "max_relative_positions": Attr(positive_int), "eps": Attr(positive_number, optional=True)},
+        _disentangled_attention, optional_params=("rel_norm",)),
 }
 
 

@@ -107,3 +107,19 @@ def activation_after(bind_linear, node: dict, ctx, activation):
         inner(v)
         v[out_name] = activation(v[out_name])
     return step
+
+
+def disentangled_positions(node: dict, ctx) -> tuple[np.ndarray, np.ndarray]:
+    """(position queries, position keys) (nh, 2 span, d) of a ``disentangled_attention`` node, projected
+    once at bind time: the rel table (normed when the node has ``rel_norm``) through the first 2H rows of
+    ``pos_proj`` (the layer's own q and k rows with share_att_key), dequantized with any smoothing folded in."""
+    p, heads = node["params"], int(node["attrs"]["num_heads"])
+    rel = ctx.tensor(p["rel"] + names.WEIGHT)
+    norm = None
+    if "rel_norm" in p:
+        norm = (ctx.tensor(p["rel_norm"] + names.WEIGHT), ctx.tensor(p["rel_norm"] + names.BIAS),
+                float(node["attrs"]["eps"]))
+    proj = p["pos_proj"]
+    w = effective_float_weight(ctx.tensor(proj + names.WEIGHT), ctx.tensors.get(proj + names.SCALE),
+                               ctx.tensors.get(proj + names.INPUT_SCALE))
+    return ref.disentangled_positions_ref(rel, w, ctx.tensor(proj + names.BIAS), heads, norm)

@@ -10,7 +10,8 @@ import numpy as np
 
 from edgebert import names
 
-from .backend_common import (POST_ACTIVATIONS, activation_after, embed_tables, float_linear, is_float_linear,
+from .backend_common import (POST_ACTIVATIONS, activation_after, disentangled_positions, embed_tables,
+                             float_linear, is_float_linear,
                              layer_norm_params, position_ids_of, tied_as_linear, type_ids_of)
 
 
@@ -223,7 +224,34 @@ def relative_attention(node, ctx):
     return step
 
 
+def disentangled_attention(node, ctx):
+    from .kernels import disentangled as kernel
+
+    heads, buckets, max_rel = (int(node["attrs"][k]) for k in ("num_heads", "position_buckets",
+                                                                "max_relative_positions"))
+    pos_query, pos_key = disentangled_positions(node, ctx)  # per layer, once: (nh, 2 span, d)
+    head_dim, span = pos_key.shape[2], pos_key.shape[1] // 2
+    pos_query *= np.float32(kernel.scale(head_dim))
+    (qkv_name, off_name), (out_name,) = node["inputs"], node["outputs"]
+    key = ("disentangled", buckets, max_rel, span)  # distance tables: shared by every layer's node
+
+    def step(v):
+        qkv, ws = v[qkv_name], ctx.workspace()
+        c2p, p2c, centre = ctx.derived.get(key, (None, None, -1))
+        if centre + 1 < ws.longest:
+            c2p, p2c, centre = ctx.derived[key] = kernel.distance_index(
+                buckets, max_rel, span, max(ws.longest, 2 * (centre + 1), 128))
+        scratch = ws.attention_scratch.get(("disentangled", head_dim))
+        if scratch is None or scratch.shape[1] < kernel.scratch_size(ws.longest, head_dim):
+            scratch = ws.attention_scratch[("disentangled", head_dim)] = kernel.make_scratch(
+                max(ws.longest, 128), head_dim)
+        out = ctx.buffer(out_name, qkv.shape[0])
+        kernel.disentangled_attention(qkv, v[off_name], heads, pos_key, pos_query, c2p, p2c, centre, out, scratch)
+        v[out_name] = out
+    return step
+
+
 BINDERS = {"embed": embed, "linear": linear, "attention": attention, "add_norm": add_norm, "geglu": geglu,
            "first_token": first_token, "norm": norm, "tied_linear": tied_linear,
            "rotary": rotary, "add": add, "mean_pool": mean_pool,
-           "relative_attention": relative_attention}
+           "relative_attention": relative_attention, "disentangled_attention": disentangled_attention}

@@ -9,7 +9,8 @@ from __future__ import annotations
 from edgebert import names
 
 from . import reference as ref
-from .backend_common import (activation_after, embed_tables, float_linear, is_float_linear, layer_norm_params,
+from .backend_common import (activation_after, disentangled_positions, embed_tables, float_linear,
+                             is_float_linear, layer_norm_params,
                              position_ids_of, tied_as_linear, type_ids_of)
 from .kernels.gemm_ref import qlinear_int16_ref, qlinear_ref
 
@@ -129,7 +130,18 @@ def relative_attention(node, ctx):
     return step
 
 
+def disentangled_attention(node, ctx):
+    heads, buckets, span = (int(node["attrs"][k]) for k in ("num_heads", "position_buckets", "max_relative_positions"))
+    pos_query, pos_key = disentangled_positions(node, ctx)
+    (qkv_name, off_name), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        v[out_name] = ref.disentangled_attention_ref(v[qkv_name], v[off_name], heads, pos_query, pos_key,
+                                                     buckets, span)
+    return step
+
+
 BINDERS = {"embed": embed, "linear": linear, "attention": attention, "add_norm": add_norm, "geglu": geglu,
            "first_token": first_token, "norm": norm, "tied_linear": tied_linear,
            "rotary": rotary, "add": add, "mean_pool": mean_pool,
-           "relative_attention": relative_attention}
+           "relative_attention": relative_attention, "disentangled_attention": disentangled_attention}

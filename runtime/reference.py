@@ -145,3 +145,63 @@ def mean_pool_ref(x: NDArray, seq_offsets: NDArray) -> NDArray:
     """Packed (T, H) -> (B, H): the mean of each sequence's rows (ModernBERT's mean classifier pooling)."""
     return np.stack([x[int(s):int(e)].astype(np.float64).mean(axis=0)
                      for s, e in zip(seq_offsets[:-1], seq_offsets[1:])]).astype(F32)
+
+
+def log_buckets_ref(distance: NDArray, position_buckets: int, max_relative_positions: int) -> NDArray:
+    """DeBERTa-v2's bucket of each relative distance i - j (query minus key), as transformers'
+    ``make_log_bucket_position``: exact within +-(position_buckets / 2), then sign * ceil(log-spaced)
+    up to max_relative_positions, in float32 as torch computes it; 0 buckets: the distance itself."""
+    rel = np.asarray(distance, dtype=np.int64)
+    if position_buckets <= 0:
+        return rel
+    mid = position_buckets // 2
+    abs_pos = np.where((rel < mid) & (rel > -mid), mid - 1, np.abs(rel)).astype(F32)
+    log_pos = np.ceil(np.log(abs_pos / F32(mid)) / np.log(F32((max_relative_positions - 1) / mid))
+                      * F32(mid - 1)) + F32(mid)
+    return np.where(abs_pos <= mid, rel, (log_pos * np.sign(rel)).astype(np.int64)).astype(np.int64)
+
+
+def disentangled_positions_ref(rel: NDArray, proj_w: NDArray, proj_b: NDArray, num_heads: int,
+                               norm: tuple | None = None) -> tuple[NDArray, NDArray]:
+    """(position queries, position keys), (nh, 2 span, d) each: the relative embeddings (2 span, H),
+    LayerNormed when ``norm`` = (gamma, beta, eps) (DeBERTa-v3's norm_rel_ebd), through rows 0..H-1
+    (queries) and H..2H-1 (keys) of the float (N >= 2H, H) projection ``proj_w`` with bias ``proj_b``."""
+    x = rel.astype(F32) if norm is None else layernorm_ref(rel, *norm)
+    H = rel.shape[1]
+    out = []
+    for rows in (slice(0, H), slice(H, 2 * H)):
+        y = x.astype(np.float64) @ proj_w[rows].astype(np.float64).T + proj_b[rows]  # (2 span, H)
+        out.append(np.ascontiguousarray(y.reshape(len(x), num_heads, -1).transpose(1, 0, 2), dtype=F32))
+    return out[0], out[1]
+
+
+def disentangled_attention_ref(qkv: NDArray, seq_offsets: NDArray, num_heads: int, pos_query: NDArray,
+                               pos_key: NDArray, position_buckets: int, max_relative_positions: int) -> NDArray:
+    """DeBERTa-v2's disentangled self-attention per sequence, written as transformers does it: scores
+    (q_i.k_j + q_i.Pk[c2p(i, j)] + k_j.Pq[p2c(j, i)]) / sqrt(3 d), with r(a, b) = bucket(a - b),
+    span = rows of pos_query / 2, c2p(i, j) = clamp(r(i, j) + span) and p2c read from key j's row at
+    clamp(-r(j, i) + span), both clamped to 0..2 span - 1; softmax over keys, times V."""
+    T, H3 = qkv.shape
+    H = H3 // 3
+    d = H // num_heads
+    span = pos_query.shape[1] // 2
+    scale = math.sqrt(d * 3)  # scale_factor 1 + len(("c2p", "p2c"))
+    out = np.zeros((T, H), dtype=F32)
+    for b in range(len(seq_offsets) - 1):
+        s, e = int(seq_offsets[b]), int(seq_offsets[b + 1])
+        L = e - s
+        q = qkv[s:e, :H].reshape(L, num_heads, d).transpose(1, 0, 2).astype(np.float64)  # (nh, L, d)
+        k = qkv[s:e, H:2 * H].reshape(L, num_heads, d).transpose(1, 0, 2).astype(np.float64)
+        v = qkv[s:e, 2 * H:].reshape(L, num_heads, d).transpose(1, 0, 2).astype(np.float64)
+        pos = np.arange(L)
+        r = log_buckets_ref(pos[:, None] - pos[None, :], position_buckets, max_relative_positions)  # (L, L)
+        c2p = np.take_along_axis(q @ pos_key.astype(np.float64).transpose(0, 2, 1),  # (nh, L, 2 span)
+                                 np.clip(r + span, 0, 2 * span - 1)[None], axis=2)
+        p2c = np.take_along_axis(k @ pos_query.astype(np.float64).transpose(0, 2, 1),  # rows: keys
+                                 np.clip(-r + span, 0, 2 * span - 1)[None], axis=2).transpose(0, 2, 1)
+        scores = (q @ k.transpose(0, 2, 1) + c2p + p2c) / scale  # (nh, L, L)
+        scores -= scores.max(axis=2, keepdims=True)
+        p = np.exp(scores)
+        p /= p.sum(axis=2, keepdims=True)
+        out[s:e] = (p @ v).transpose(1, 0, 2).reshape(L, H)
+    return out
