@@ -11,28 +11,62 @@ from . import names
 from .errors import InputError, InvalidModelFile
 from .parallel import BatchRunner, kernel_guard
 from .runtime.executor import offsets_and_positions, pack_sequences
-from .settings import apply_threads, resolve_threads
+from .settings import resolve_threads
 from .text import TextEncoder, as_text, chunks
 
 from .description import POOLING_MODES  # noqa: F401  (declared there, with the other vocabularies)
 TOKENIZE_CHUNK = 4096  # texts tokenized at a time: bounds memory on huge inputs
 
 
-def load(path: str | Path, threads: int | None = None, backend: str = "numba") -> "Model":
+def load(path: str | Path, threads: int | None = None, backend: str = "auto") -> "Model":
     """Open a model file. ``threads``: None = $EDGEBERT_NUM_THREADS or all cores.
 
-    ``backend="numpy"`` runs the plain NumPy reference kernels (slow; with a
-    float32 file it is the FP32 baseline).
+    ``backend``: "auto" runs the native kernel library built for this CPU
+    (``edgebert warmup`` builds it; no Numba or LLVM in the process) where
+    there is one and it has every op of the model, else the same kernels
+    through Numba's JIT ("numba"); both give the same bits. "native" insists
+    on the library (building it if missing). "numpy" runs the plain NumPy
+    reference kernels (slow; with a float32 file it is the FP32 baseline).
     """
     from .format import read_model
 
     return Model(read_model(path), threads=threads, backend=backend)
 
 
+BACKENDS = ("auto", "native", "numba", "numpy")
+
+
+def _executor(graph, tensors, widths, backend):
+    """The executor for ``backend`` ("auto": native where this CPU has a library with every op, else numba)."""
+    from edgebert.runtime.executor import Executor, NativeUnsupported
+
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend in ("auto", "native"):
+        from edgebert.runtime.native import library
+
+        native = library.native_kernels(build_missing=backend == "native")
+        if native is not None:
+            try:
+                return Executor(graph, tensors, widths, backend="native", native=native)
+            except NativeUnsupported as exc:
+                if backend == "native":
+                    raise InvalidModelFile(f"backend='native': {exc}") from None
+                library.notice(f"{exc}; using the JIT kernels")
+        elif backend == "auto":
+            library.notice("no native kernel library for this CPU yet (`edgebert warmup` builds one); "
+                           "using the JIT kernels")
+    if backend != "numpy":
+        from .warmup import announce_first_compile
+
+        announce_first_compile()
+        backend = "numba"
+    return Executor(graph, tensors, widths, backend=backend)
+
+
 class Model:
-    def __init__(self, model_file, threads: int | None = None, backend: str = "numba"):
+    def __init__(self, model_file, threads: int | None = None, backend: str = "auto"):
         from edgebert.description import describe
-        from edgebert.runtime.executor import Executor
 
         self.file = model_file
         meta = model_file.metadata
@@ -57,16 +91,14 @@ class Model:
         self.pad_token_id = _bounded_int(tok_cfg, "pad_token_id", 0, self.config["vocab_size"] - 1)
         self.encoder = TextEncoder(meta.get(names.TOKENIZER, ""), self.max_length, self.config["vocab_size"])
         _check_finite(model_file)
-        self.threads = resolve_threads(threads)
+        self.executor = _executor(graph, model_file.tensors, widths, backend)
+        self.backend = self.executor.backend
+        self.threads = resolve_threads(threads, jit=self.backend == "numba")
         # whole batches side by side on the threads (edgebert/parallel.py); the
         # NumPy reference backend runs one batch at a time
-        self._batches = BatchRunner(self.threads if backend == "numba" else 1)
-        if backend == "numba":
-            from .warmup import announce_first_compile
-
-            announce_first_compile()
-        self.executor = Executor(graph, model_file.tensors, widths, backend=backend)
-        if backend == "numba":
+        self._batches = BatchRunner(self.threads if self.backend != "numpy" else 1,
+                                    concurrent_safe=self.backend == "native")
+        if self.backend != "numpy":
             model_file.release_pages()  # the int8 weights now live packed in the executor
         self.dim = self.config["hidden_size"]
         self.head = self.description.head
@@ -125,8 +157,8 @@ class Model:
         if self.type_rows is not None and len(types) and int(types.max()) >= self.type_rows:
             raise InputError(f"token type id {int(types.max())} is outside the model's {self.type_rows} token "
                              "types (a tokenizer template that does not fit this model?)")
-        apply_threads(threads or self.threads)
-        with kernel_guard():  # the executor's buffers are per thread; the threading layer may not be
+        self.executor.set_threads(threads or self.threads)
+        with kernel_guard(self.backend == "native"):  # the executor's buffers are per thread; the threading layer may not be
             out = self.executor.run(np.ascontiguousarray(ids, dtype=np.int32),
                                     np.ascontiguousarray(types, dtype=np.int32),
                                     np.ascontiguousarray(positions, dtype=np.int32),

@@ -29,15 +29,18 @@ MIN_BATCHES_PER_THREAD = 2
 class BatchRunner:
     """Runs ``work(batch, kernel_threads)`` for every batch; owns a lazily started pool."""
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, concurrent_safe: bool = False):
+        """``concurrent_safe``: kernels may run from several threads at once whatever Numba's
+        threading layer (the native library's pool: a second caller runs its kernel inline)."""
         self.threads = threads
+        self.concurrent_safe = concurrent_safe
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         _RUNNERS.add(self)
 
     def workers(self, n_batches: int) -> int:
         """Threads that get whole batches (1: batches run one at a time, on all threads)."""
-        if self.threads < 2 or not _concurrent_calls_safe():
+        if self.threads < 2 or not (self.concurrent_safe or _concurrent_calls_safe()):
             return 1
         return max(1, min(self.threads, n_batches // MIN_BATCHES_PER_THREAD))
 
@@ -86,12 +89,12 @@ _SERIAL = threading.Lock()  # held around every forward pass where kernels may n
 _safe_layer = False  # set once the threading layer is known to take concurrent calls
 
 
-def kernel_guard():
+def kernel_guard(native: bool = False):
     """What to hold around a forward pass: nothing where Numba's threading layer takes
     parallel kernels from several threads at once (OpenMP, TBB); one process-wide
     lock where it does not (workqueue, Numba's fallback where OpenMP is missing, as
     on macOS without libomp), whose concurrent use aborts the process."""
-    return contextlib.nullcontext() if _concurrent_calls_safe() else _SERIAL
+    return contextlib.nullcontext() if native or _concurrent_calls_safe() else _SERIAL
 
 
 # A forked child inherits the pool object but none of its threads: work handed to it

@@ -8,12 +8,17 @@ from .errors import InputError
 THREADS_ENV = "EDGEBERT_NUM_THREADS"
 
 
-def resolve_threads(threads: int | None) -> int:
-    """Thread count: the argument, else $EDGEBERT_NUM_THREADS, else every core Numba sees."""
-    from .runtime.startup import import_numba
+def resolve_threads(threads: int | None, jit: bool = True) -> int:
+    """Thread count: the argument, else $EDGEBERT_NUM_THREADS, else every core the kernels may use
+    (Numba's pool size; ``jit=False``: the same count without importing Numba)."""
+    if jit:
+        from .runtime.startup import import_numba
 
-    numba = import_numba()
+        most = import_numba().config.NUMBA_NUM_THREADS
+    else:
+        from .runtime.native.library import max_threads
 
+        most = max_threads()
     if threads is None:
         env = os.environ.get(THREADS_ENV, "").strip()
         if env:
@@ -22,13 +27,7 @@ def resolve_threads(threads: int | None) -> int:
             except ValueError:
                 raise InputError(f"{THREADS_ENV}={env!r} is not an integer") from None
     if threads is None:
-        return numba.config.NUMBA_NUM_THREADS
+        return most
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise InputError(f"threads must be a positive integer, got {threads!r}")
-    return min(threads, numba.config.NUMBA_NUM_THREADS)
-
-
-def apply_threads(threads: int) -> None:
-    import numba
-
-    numba.set_num_threads(threads)
+    return min(threads, most)

@@ -15,6 +15,7 @@ finds everything compiled already.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,19 +81,31 @@ def _run_tiny_model() -> None:
     from . import load
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = load(_tiny_model_file(Path(tmp)))
+        model = load(_tiny_model_file(Path(tmp)), backend="numba")
         model.embed(["a b c d " * 15] * 12, batch_size=12)  # 744 rows: parallel GEMMs, fused panels
         model.embed(["a b c d " * 3, "a", "b c"], batch_size=2)  # a few rows: serial GEMMs, unfused steps
 
 
-def warmup(verbose: bool = True) -> float:
-    """Compile (or load from the disk cache) every encoder kernel; returns the seconds it took."""
+def warmup(verbose: bool = True, native: bool = True) -> float:
+    """Compile (or load from the disk cache) every encoder kernel, then build the native kernel
+    library from them (``native``; where that fails, say why: the JIT path still works);
+    returns the seconds it took."""
     from .runtime.kernels import cpu, precompile
 
     start = time.perf_counter()
     for job in precompile.jobs((cpu.kernel_path(),)):
         precompile.compile_job(job)
     _run_tiny_model()
+    if native:
+        from .runtime.native import library
+
+        try:
+            file = library.build()
+            if verbose:
+                print(f"edgebert: native kernel library {file}")
+        except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            print(f"edgebert: no native kernel library ({str(exc).strip().splitlines()[0]}); "
+                  "models run on the JIT kernels", file=sys.stderr)
     seconds = time.perf_counter() - start
     try:
         _marker().parent.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,7 @@ from .backend_common import (POST_ACTIVATIONS, activation_after, disentangled_po
 
 
 def embed(node, ctx):
-    from .kernels.norm import embed as embed_kernel
-
+    embed_kernel = ctx.kernel("norm", "embed")
     word, scale, pos, typ, g, b, eps = embed_tables(node, ctx)
     scale = scale if scale is not None else np.ones(word.shape[0], dtype=np.float32)
     types, positions = type_ids_of(node), position_ids_of(node)
@@ -41,7 +40,7 @@ def linear(node, ctx):
     from .kernels import gemm
 
     packed = gemm.pack_linear(w, ctx.tensors.get(prefix + names.SCALE), ctx.tensor(prefix + names.BIAS),
-                              input_scale=ctx.tensors.get(prefix + names.INPUT_SCALE))
+                              input_scale=ctx.tensors.get(prefix + names.INPUT_SCALE), kernels=ctx.native)
     (x_name,), (out_name,) = node["inputs"], node["outputs"]
     ctx.packed[out_name] = packed  # for the fusion pass
     if node["attrs"].get("activations") == "int16":  # two int8 passes (gemm.qlinear_int16)
@@ -61,21 +60,21 @@ def linear(node, ctx):
 
 
 def attention(node, ctx):
-    from .kernels.attention import attention as attention_kernel
-    from .kernels.attention import make_scratch, scratch_size
+    from .kernels.attention_layout import make_scratch, scratch_size
 
     heads = int(node["attrs"]["num_heads"])
     (qkv_name, off_name), (out_name,) = node["inputs"], node["outputs"]
     head_dim = ctx.width[out_name] // heads
     if node["attrs"].get("window") is not None:
         return _attention_window(node, ctx, heads, head_dim)
+    attention_kernel = ctx.kernel("attention", "attention")
 
     def step(v):
         qkv, offsets = v[qkv_name], v[off_name]
         ws = ctx.workspace()
         scratch = ws.attention_scratch.get(head_dim)
         if scratch is None or scratch.shape[1] < scratch_size(ws.longest, head_dim):
-            scratch = ws.attention_scratch[head_dim] = make_scratch(max(ws.longest, 128), head_dim)
+            scratch = ws.attention_scratch[head_dim] = make_scratch(max(ws.longest, 128), head_dim, ctx.kernel_threads)
         out = ctx.buffer(out_name, qkv.shape[0])
         attention_kernel(qkv, offsets, heads, out, scratch)
         v[out_name] = out
@@ -118,8 +117,7 @@ def rotary(node, ctx):
 
 
 def add(node, ctx):
-    from .kernels.residual import add as add_kernel
-
+    add_kernel = ctx.kernel("residual", "add")
     (x_name, r_name), (out_name,) = node["inputs"], node["outputs"]
 
     def step(v):
@@ -131,8 +129,7 @@ def add(node, ctx):
 
 
 def mean_pool(node, ctx):
-    from .kernels.residual import mean_pool as mean_pool_kernel
-
+    mean_pool_kernel = ctx.kernel("residual", "mean_pool")
     (x_name, off_name), (out_name,) = node["inputs"], node["outputs"]
 
     def step(v):
@@ -144,8 +141,7 @@ def mean_pool(node, ctx):
 
 
 def add_norm(node, ctx):
-    from .kernels.norm import add_norm as add_norm_kernel
-
+    add_norm_kernel = ctx.kernel("norm", "add_norm")
     g, b, eps = layer_norm_params(node, ctx)
     (x_name, r_name), (out_name,) = node["inputs"], node["outputs"]
 
@@ -158,8 +154,7 @@ def add_norm(node, ctx):
 
 
 def geglu(node, ctx):
-    from .kernels.gated import geglu as geglu_kernel
-
+    geglu_kernel = ctx.kernel("gated", "geglu")
     (x_name,), (out_name,) = node["inputs"], node["outputs"]
 
     def step(v):
@@ -180,8 +175,7 @@ def first_token(node, ctx):
 
 
 def norm(node, ctx):
-    from .kernels.heads import layer_norm
-
+    layer_norm = ctx.kernel("heads", "layer_norm")
     g, b, eps = layer_norm_params(node, ctx)
     (x_name,), (out_name,) = node["inputs"], node["outputs"]
 
@@ -249,6 +243,17 @@ def disentangled_attention(node, ctx):
         kernel.disentangled_attention(qkv, v[off_name], heads, pos_key, pos_query, c2p, p2c, centre, out, scratch)
         v[out_name] = out
     return step
+
+
+# The ops the native library runs (runtime/native/entries.py has their kernels); others use the JIT.
+NATIVE_OPS = frozenset({"embed", "linear", "attention", "add_norm", "geglu", "first_token", "norm", "tied_linear",
+                        "add", "mean_pool"})
+
+
+
+def native_supports(node) -> bool:
+    """Whether the native library has every kernel ``node``'s binder calls."""
+    return node["op"] in NATIVE_OPS and not (node["op"] == "attention" and node["attrs"].get("window") is not None)
 
 
 BINDERS = {"embed": embed, "linear": linear, "attention": attention, "add_norm": add_norm, "geglu": geglu,

@@ -21,17 +21,31 @@ from edgebert.ops import GRAPH_INPUTS, per_sequence_values
 
 from . import backend_numba, backend_numpy, fusion, plan
 
-BACKENDS = {"numba": backend_numba.BINDERS, "numpy": backend_numpy.BINDERS}
+# "native": the numba backend's binders over the ahead-of-time library (runtime/native), same results
+BACKENDS = {"numba": backend_numba.BINDERS, "numpy": backend_numpy.BINDERS, "native": backend_numba.BINDERS}
+
+
+class NativeUnsupported(Exception):
+    """The graph has an op the native library does not run (the caller falls back to the JIT)."""
 
 
 class Executor:
     def __init__(self, graph: dict, tensors: dict[str, np.ndarray], widths: dict[str, int],
-                 backend: str = "numba"):
-        """``widths``: each activation's row width, as ``edgebert.format.validate_graph`` returns them."""
+                 backend: str = "numba", native=None):
+        """``widths``: each activation's row width, as ``edgebert.format.validate_graph`` returns them.
+        ``native``: the library (runtime/native/library.NativeKernels) the "native" backend calls."""
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r} is not one of {tuple(BACKENDS)}")
+        if (backend == "native") != (native is not None):
+            raise ValueError("the native backend, and only it, takes a native library")
+        if native is not None:
+            missing = sorted({n["op"] for n in graph["nodes"] if not backend_numba.native_supports(n)})
+            if missing:
+                raise NativeUnsupported(f"ops {missing} are not in the native library")
         binders = BACKENDS[backend]
         self.backend = backend
+        self.native = native
+        self.kernel_threads = native.max_threads if native is not None else None  # per-thread scratch rows
         self.tensors = dict(tensors)  # own mapping: head binders add aliases (tied weights)
         self.outputs = list(graph["outputs"])
         self.width = dict(widths)  # value name -> row width D
@@ -47,6 +61,9 @@ class Executor:
                 raise InvalidModelFile(f"graph op {node['op']!r} has no {backend} implementation")
             self.steps.append(binder(node, self))
             self.io.append((list(node["inputs"]), list(node["outputs"])))
+        if native is not None:
+            native.pin_all([*self.tensors.values(), *(a for p in self.packed.values() for a in
+                                                      (p.w, p.corr, p.scale, p.wsum, p.bias, p.input_scale))])
         self.produced = {name for _, outs in self.io for name in outs}
         # The same graph with each feed-forward block as one fused step; used
         # unless a run asks for a value that only exists inside a fused block.
@@ -57,6 +74,23 @@ class Executor:
         self._local = threading.local()  # .ws: the calling thread's _Workspace
 
     # ---- what binders use -------------------------------------------------
+    def kernel(self, module: str, name: str):
+        """The kernel ``name`` of ``runtime/kernels/<module>.py``: the Numba dispatcher, or the native library's."""
+        if self.native is not None:
+            return getattr(self.native, name)
+        import importlib
+
+        return getattr(importlib.import_module(f"edgebert.runtime.kernels.{module}"), name)
+
+    def set_threads(self, threads: int) -> None:
+        """Kernel threads for the calling thread's next forwards."""
+        if self.native is not None:
+            self.native.set_num_threads(threads)
+        else:
+            import numba
+
+            numba.set_num_threads(threads)
+
     def tensor(self, name: str) -> np.ndarray:
         try:
             return self.tensors[name]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 
+from . import _jit  # noqa: F401,I001  (Numba with edgebert's settings first)
 import numba
 import numpy as np
 from llvmlite import ir
@@ -39,9 +40,7 @@ from numba.core import cgutils, types
 from numba.core.datamodel import models, register_default
 from numba.extending import intrinsic
 
-W = 16  # lanes of one vector
-QB = 8  # queries per block (rows of the register tiles)
-CB = 32  # context columns per tile (two vectors)
+from .attention_layout import CB, QB, W, make_scratch, scratch_size  # noqa: F401  (binders size scratch with these)
 # exp(x) for x <= 0 as 2^k * p(r), k = round(x / ln 2), r = x - k ln 2 in
 # [-ln2/2, ln2/2], p the degree-6 Taylor polynomial: relative error < 5e-7.
 # Below -87 the result would be denormal; it is clamped (weight < 2e-38).
@@ -49,20 +48,6 @@ _LOG2E = np.float32(1.4426950408889634)
 _LN2_HI = np.float32(0.693359375)
 _LN2_LO = np.float32(-2.12194440e-4)
 _EXP_MIN = np.float32(-87.0)
-
-
-def _round_up(n: int, m: int) -> int:
-    return -(-n // m) * m
-
-
-def scratch_size(max_len: int, head_dim: int) -> int:
-    """float32 words one thread needs: K^T (d, Lp), V (Lp, dp), scores (QB, Lp), context tile, 1/sums."""
-    lp, dp = _round_up(max(max_len, 1), W), _round_up(head_dim, CB)
-    return head_dim * lp + lp * dp + QB * lp + QB * CB + QB
-
-
-def make_scratch(max_len: int, head_dim: int) -> np.ndarray:
-    return np.empty((numba.config.NUMBA_NUM_THREADS, scratch_size(max_len, head_dim)), dtype=np.float32)
 
 
 # ---------------------------------------------------------------- vectors --

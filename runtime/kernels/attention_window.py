@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from . import _jit  # noqa: F401,I001  (Numba with edgebert's settings first)
 import numba
 import numpy as np
 from numba import njit, prange

@@ -3,6 +3,7 @@
 A plain LLVM bitcast: free, and LLVM vectorises loops that use it (bit
 tricks for exp and for order-preserving min/max keys).
 """
+from . import _jit  # noqa: F401,I001  (Numba with edgebert's settings first)
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic

@@ -8,6 +8,7 @@ Reference: ``runtime.reference.geglu_ref``.
 """
 from __future__ import annotations
 
+from . import _jit  # noqa: F401,I001  (Numba with edgebert's settings first)
 from numba import njit, prange
 
 from .gemm_portable import JIT_OPTS, gelu32

@@ -11,24 +11,29 @@ int32; y = float32(acc) * (sa[m] * scale[n]) + (c[m] * wsum[n] + bias[n])
 with wsum = scale * rowsum(qw); optional erf GELU within
 ``GELU_MAX_ERR``. Each path's record in ``isa.PATHS`` names its module, its
 constants and its kernels; the module is imported (so its intrinsics
-compiled) only when selected: see ``cpu.py``.
+compiled) only when selected: see ``cpu.py``. With ``kernels=`` a native
+library (``runtime/native``) runs them instead: the same code compiled ahead
+of time, bit for bit; this module then imports no Numba.
 """
 
 import importlib
 import threading
 from dataclasses import dataclass, field, replace
 
-import numba
 import numpy as np
 
 from ...errors import InputError
 from . import cpu
-from .gemm_portable import GELU_MAX_ERR, gelu_inplace, quantize_all, residual_all
 from .isa import PATHS, IsaPath
+from .packing import PACKERS
 
 __all__ = ["PackedLinear", "pack_linear", "qlinear", "qlinear_int16", "residual_pass", "panel_rows", "ffn", "quantize_rows",
            "GELU_MAX_ERR"]
 
+# Largest error of our GELU vs 0.5*y*(1+erf(y/sqrt(2))) evaluated in float64,
+# relative to max(1, |y|). Measured max over a dense grid is 2.7e-7 (float32
+# rational erf, |erf error| <= 4.5e-7); this is the promise tests check.
+GELU_MAX_ERR = 1e-6
 _ACTIVATIONS = ("none", "gelu")
 _MAX_K = (2**31 - 1) // (127 * 127)  # 133,143: int32 accumulation stays exact
 _SCRATCH_DTYPES = {name: np.dtype(p.scratch_dtype) for name, p in PATHS.items()}  # per path, looked up per call
@@ -68,11 +73,11 @@ def _check_vector(name, v, n):
     return np.ascontiguousarray(v)
 
 
-def pack_linear(qw, scale, bias=None, input_scale=None, path=None):
+def pack_linear(qw, scale, bias=None, input_scale=None, path=None, kernels=None):
     """Validate int8 weights qw (N, K), scale (N,), bias (N,)|None, input_scale (K,)|None; pack them.
 
     ``path`` forces a kernel path (default: ``EDGEBERT_KERNEL`` or the best
-    this CPU runs).
+    this CPU runs); ``kernels``, a native library, runs its own path.
     """
     if not isinstance(qw, np.ndarray) or qw.dtype != np.int8:
         raise InputError(f"qw must be an int8 numpy array, got {getattr(qw, 'dtype', type(qw).__name__)}")
@@ -88,8 +93,12 @@ def pack_linear(qw, scale, bias=None, input_scale=None, path=None):
     scale = _check_vector("scale", scale, N)
     bias = np.zeros(N, np.float32) if bias is None else _check_vector("bias", bias, N)
     input_scale = np.ones(K, np.float32) if input_scale is None else _check_vector("input_scale", input_scale, K)
-    record, mod = _path_module(path)
-    w, corr, Kp = getattr(mod, record.pack)(qw)
+    if kernels is not None:
+        record, mod = PATHS[kernels.path], kernels
+        w, corr, Kp = PACKERS[record.name](qw)
+    else:
+        record, mod = _path_module(path)
+        w, corr, Kp = getattr(mod, record.pack)(qw)
     return PackedLinear(record.name, N, K, Kp, w, corr, scale.copy(), row_sums(qw, scale), bias.copy(),
                         input_scale.copy(), mod, record)
 
@@ -108,13 +117,24 @@ def row_sums(qw, scale):
 _tls = threading.local()
 
 
-def _dynamic(kernel, *args):
+def _shared(kernels, name):
+    """gemm_portable's kernel ``name`` (the same on every path), from the native library where one runs."""
+    if hasattr(kernels, "run_dynamic"):
+        return getattr(kernels, name)
+    from . import gemm_portable
+
+    return getattr(gemm_portable, name)
+
+
+def _dynamic(kernel, *args, kernels=None):
     """Run a parallel kernel with dynamic scheduling (chunks of 1 tile).
 
     With a static split, one core busy with another process stalls the whole
     call (measured on 2 shared cores). Each tile is still computed entirely by
     one thread, so results do not depend on the schedule.
     """
+    if hasattr(kernels, "run_dynamic"):  # the native library's own scheduler
+        return kernels.run_dynamic(kernel, *args)
     set_chunk = _chunk_setter()
     old = set_chunk(1)  # returns the previous size
     try:
@@ -132,6 +152,8 @@ def _chunk_setter():
     once the pool is up; the public function where a Numba version lacks it."""
     global _set_chunk
     if _set_chunk is None:
+        import numba
+
         numba.set_parallel_chunksize(numba.get_parallel_chunksize())  # starts the thread pool
         from numba.np.ufunc import parallel
 
@@ -196,7 +218,7 @@ def qlinear(x, packed, out=None, activation="none"):
     xq, rowq = _scratch(dtype, mp * packed.Kp * dtype.itemsize, M)
     bad = _dynamic(
         getattr(packed.kernels, isa.qlinear.name), x, packed.w, packed.corr, packed.scale, packed.wsum, packed.bias,
-        packed.input_scale, out, xq, rowq, packed.Kp, activation == "gelu"
+        packed.input_scale, out, xq, rowq, packed.Kp, activation == "gelu", kernels=packed.kernels
     )
     if bad:
         raise InputError(f"x has NaN or Inf in {bad} of its {M} rows")
@@ -261,6 +283,8 @@ def _ffn_scratch(panel, n1, kp1, kp2, n2):
     key = ("ffn", panel, n1, kp1, kp2, n2)
     cache = _tls.__dict__.setdefault("fused", {})
     if key not in cache:
+        import numba
+
         t = numba.config.NUMBA_NUM_THREADS
         cache[key] = (np.empty((t, panel, n1), np.float32),
                       _aligned_empty(t * panel * kp1).reshape(t, panel * kp1),
@@ -280,19 +304,19 @@ def qlinear_int16(x, packed, packed_residual, out=None, activation="none"):
     no bias and no input scale. GELU, if any, applies to the sum.
     """
     out = qlinear(x, packed, out=out, activation="none")
-    residual = _residual_rows(x, packed.input_scale)
+    residual = _residual_rows(x, packed.input_scale, packed.kernels)
     second = getattr(_tls, "second_pass", None)
     if second is None or second.size < out.size:
         second = _tls.second_pass = np.empty(max(out.size, 1), np.float32)  # reused: no allocation per call
     out += qlinear(residual, packed_residual, out=second[:out.size].reshape(out.shape))
     if activation == "gelu":
-        gelu_inplace(out)
+        _shared(packed.kernels, "gelu_inplace")(out)
     elif activation != "none":
         raise InputError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
     return out
 
 
-def _residual_rows(x, input_scale):
+def _residual_rows(x, input_scale, kernels=None):
     """x * input_scale minus its int8 quantization, in thread-local buffers reused across calls."""
     M, K = x.shape
     buf = getattr(_tls, "residual", None)
@@ -300,7 +324,7 @@ def _residual_rows(x, input_scale):
         buf = _tls.residual = (np.empty(max(M * K, 1), np.int8), np.empty(max(2 * M, 2), np.float32),
                                np.empty(max(M * K, 1), np.float32))
     residual = buf[2][:M * K].reshape(M, K)
-    if residual_all(x, input_scale, buf[0][:M * K], buf[1][:2 * M].reshape(2, M), residual):
+    if _shared(kernels, "residual_all")(x, input_scale, buf[0][:M * K], buf[1][:2 * M].reshape(2, M), residual):
         raise InputError("x has NaN or Inf")
     return residual
 
@@ -318,7 +342,7 @@ def quantize_rows(x, input_scale=None):
     rowq = np.zeros((2, M), np.float32)
     rowq[0] = 1
     in_scale = np.ones(K, np.float32) if input_scale is None else _check_vector("input_scale", input_scale, K)
-    if M and K and quantize_all(x, q.reshape(-1), rowq, 0, K, in_scale):
+    if M and K and _shared(None, "quantize_all")(x, q.reshape(-1), rowq, 0, K, in_scale):
         raise InputError("x contains NaN or Inf")
     return q, rowq[0].copy(), rowq[1].copy()
 
@@ -337,5 +361,6 @@ def _prepare_rows(q, packed):
 
 def _gemm_i32(xq, packed, out):
     """Pure int8 GEMM on prepared rows -> out (M, N) int32 (benchmarks, tests)."""
-    _dynamic(getattr(packed.kernels, packed.isa.gemm_i32.name), xq, packed.w, packed.corr, out, packed.Kp)
+    _dynamic(getattr(packed.kernels, packed.isa.gemm_i32.name), xq, packed.w, packed.corr, out, packed.Kp,
+             kernels=packed.kernels)
     return out

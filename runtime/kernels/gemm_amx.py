@@ -25,6 +25,7 @@ scratch (``gemm._aligned_empty``) and the kernels' own buffers are 64-byte
 aligned; an int32 ``out`` gets direct tile stores only where aligned.
 """
 
+from . import _jit  # noqa: F401,I001  (Numba with edgebert's settings first)
 import numba
 import numpy as np
 from llvmlite import ir

@@ -15,11 +15,13 @@ accumulators + 2 weight vectors + 1 broadcast within the 16 AVX2 registers
 """
 
 import numpy as np
+from . import _jit  # noqa: F401,I001  (Numba with edgebert's settings first)
 from llvmlite import ir
 from numba import njit, prange
 from numba.extending import intrinsic
 
 from .gemm_portable import JIT_OPTS, finish_row, quantize_all, tiles_per_task
+from .packing import pack_int16_pairs
 from .simd import I32X8, declare_intrinsic, make_ops
 
 MR = 4  # rows per register tile (gemm_avxvnni: 6; see _tile)
@@ -59,15 +61,8 @@ def dot(typingctx, acc, a, b, xq):
 
 
 def pack(qw):
-    """(N, K) int8 -> (flat packed int16 weights, zeros (Np,) int32, Kp)."""
-    N, K = qw.shape
-    Kp = -(-K // KG) * KG
-    Np = -(-N // NR) * NR
-    w = np.zeros((Np, Kp), np.int16)
-    w[:N, :K] = qw
-    # (Np, Kp) -> [Np/8][Kp/2][8][2]
-    packed = w.reshape(Np // 8, 8, Kp // KG, KG).transpose(0, 2, 1, 3)
-    return np.ascontiguousarray(packed).reshape(-1), np.zeros(Np, np.int32), Kp
+    """(N, K) int8 -> (flat packed int16 weights [Np/8][Kp/2][8][2], zeros (Np,) int32, Kp)."""
+    return pack_int16_pairs(qw, KG, NR)
 
 
 @njit(**JIT_OPTS)

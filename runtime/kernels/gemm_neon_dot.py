@@ -21,6 +21,7 @@ LLVM's view of the host.
 """
 
 import numpy as np
+from . import _jit  # noqa: F401,I001  (Numba with edgebert's settings first)
 from llvmlite import ir
 from numba import njit, prange
 from numba.extending import intrinsic

@@ -11,6 +11,7 @@ time. Weights are packed ``[Np/16][Kp/4][16][4]``: one 64-byte vector holds
 """
 
 import numpy as np
+from . import _jit  # noqa: F401,I001  (Numba with edgebert's settings first)
 from llvmlite import ir
 from numba import njit, prange
 from numba.extending import intrinsic

@@ -6,6 +6,7 @@ Reference: ``runtime.reference.layernorm_ref``. The same row LayerNorm as
 from __future__ import annotations
 
 import numpy as np
+from . import _jit  # noqa: F401,I001  (Numba with edgebert's settings first)
 from numba import njit, prange
 
 from .norm import _OPTS, _norm_row

@@ -14,6 +14,7 @@ References: ``runtime.reference.add_norm_ref`` and ``embed_ref``.
 from __future__ import annotations
 
 import numpy as np
+from . import _jit  # noqa: F401,I001  (Numba with edgebert's settings first)
 from numba import njit, prange
 
 # reassoc only, for the two float64 sums ("contract" would fuse embed's

@@ -26,3 +26,38 @@ def pack_k4_blocks(qw, k_multiple, n_multiple, shift, lanes=16):
     groups = w.view(np.int32).reshape(Np // lanes, lanes, Kp // 4).transpose(0, 2, 1)
     flat.view(np.int32).reshape(Np // lanes, Kp // 4, lanes)[:] = groups
     return flat, corr, Kp
+
+
+def pack_rows(qw, n_multiple):
+    """(N, K) int8 -> (plain (Np, K) int8 rows, flat; zeros (Np,) int32; K): the portable layout."""
+    N, K = qw.shape
+    Np = -(-N // n_multiple) * n_multiple
+    w = np.zeros((Np, K), np.int8)
+    w[:N] = qw
+    return w.reshape(-1), np.zeros(Np, np.int32), K
+
+
+def pack_int16_pairs(qw, k_multiple, n_multiple):
+    """(N, K) int8 -> (flat int16 [Np/8][Kp/2][8][2], zeros (Np,) int32, Kp): one ``vpmaddwd``
+    operand (2 consecutive k of 8 columns) per 32 bytes: the AVX2 layout."""
+    N, K = qw.shape
+    Kp = -(-K // k_multiple) * k_multiple
+    Np = -(-N // n_multiple) * n_multiple
+    w = np.zeros((Np, Kp), np.int16)
+    w[:N, :K] = qw
+    # (Np, Kp) -> [Np/8][Kp/2][8][2]
+    packed = w.reshape(Np // 8, 8, Kp // 2, 2).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(packed).reshape(-1), np.zeros(Np, np.int32), Kp
+
+
+# Each path's packer with its module's constants (KG, NR, SHIFT, lanes), for callers that must not
+# import the Numba modules (the native library); tests/runtime/test_native.py checks each equals
+# its module's ``pack``.
+PACKERS = {
+    "portable": lambda qw: pack_rows(qw, 16),
+    "avx2": lambda qw: pack_int16_pairs(qw, 2, 16),
+    "avxvnni": lambda qw: pack_k4_blocks(qw, 4, 16, 128, lanes=8),
+    "avx512vnni": lambda qw: pack_k4_blocks(qw, 4, 64, 128),
+    "amx": lambda qw: pack_k4_blocks(qw, 64, 32, 128),
+    "neon_dot": lambda qw: pack_k4_blocks(qw, 4, 16, 0, lanes=4),
+}

@@ -3,6 +3,7 @@ each packed sequence's rows. References: ``runtime.reference.add_ref``, ``mean_p
 from __future__ import annotations
 
 import numpy as np
+from . import _jit  # noqa: F401,I001  (Numba with edgebert's settings first)
 from numba import njit, prange
 
 from .gemm_portable import JIT_OPTS

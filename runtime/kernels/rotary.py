@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from . import _jit  # noqa: F401,I001  (Numba with edgebert's settings first)
 from numba import njit, prange
 
 from .gemm_portable import JIT_OPTS

@@ -8,6 +8,7 @@ in ``gemm_vnni.py`` / ``gemm_avx2.py`` (x86) and ``gemm_neon_dot.py``
 (aarch64) and are compiled only when selected.
 """
 
+from . import _jit  # noqa: F401,I001  (Numba with edgebert's settings first)
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.core.datamodel import models, register_default
