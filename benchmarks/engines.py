@@ -37,12 +37,13 @@ class Engine:
 
 class Edgebert(Engine):
     label = "edgebert int8"
+    backend = "auto"  # the native library where `edgebert warmup` built one (prepare does), else the JIT
 
     def __init__(self, paths: dict, threads: int):
         import edgebert
 
         self.file = paths[getattr(self, "key", "edgebert")]
-        self.model = edgebert.load(self.file, threads=threads)
+        self.model = edgebert.load(self.file, threads=threads, backend=self.backend)
 
     def run(self, ids, mask, types):
         return self.model.run(ids, mask, types)
@@ -51,7 +52,13 @@ class Edgebert(Engine):
         return self.model.embed(texts, batch_size=BATCH)
 
     def settings(self) -> dict:
-        return {"threads": "threads", "max_length": self.model.max_length}
+        return {"threads": "threads", "max_length": self.model.max_length, "backend": self.model.backend}
+
+
+class EdgebertJit(Edgebert):
+    """The same kernels through Numba's JIT: what the native library changes."""
+    label = "edgebert int8, JIT kernels"
+    backend = "numba"
 
 
 class EdgebertPlain(Edgebert):
@@ -164,7 +171,7 @@ class TorchDynamicInt8(TorchFp32):
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
-ENGINES = {"edgebert": Edgebert, "edgebert_plain": EdgebertPlain, "ort_int8": OrtInt8, "ort_fp32": OrtFp32,
+ENGINES = {"edgebert": Edgebert, "edgebert_jit": EdgebertJit, "edgebert_plain": EdgebertPlain, "ort_int8": OrtInt8, "ort_fp32": OrtFp32,
            "torch_fp32": TorchFp32, "torch_int8": TorchDynamicInt8}
 REFERENCE = "torch_fp32"   # accuracy is measured against it
 BASELINE = "ort_int8"      # ratios are edgebert / this

@@ -26,6 +26,9 @@ def prepare(rebuild: bool = False) -> dict:
     src = model_dir()
     CACHE.mkdir(parents=True, exist_ok=True)
     _compile_edgebert()
+    from edgebert.runtime.native import library
+
+    library.build()  # what `edgebert warmup` does: the "edgebert" engine runs the native library
     edgebert_file = CACHE / "all-MiniLM-L6-v2.int8.edgebert"
     convert(src, edgebert_file, dtype="int8")
     plain_file = CACHE / "all-MiniLM-L6-v2.int8-plain.edgebert"
