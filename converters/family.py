@@ -62,6 +62,9 @@ class Family:
     # config -> True when its layers were built without biases (ModernBERT): a missing ``.bias`` reads as
     # zeros, since the file's linear and norm ops always add one
     biasless: Callable[[dict], bool] | None = None
+    # role -> source names under the layer prefix whose tensors stack along rows into it, where the spec has
+    # the role's slot (DeBERTa-v2's position query and key projections into attn_pos)
+    stacked: dict = field(default_factory=dict)
 
     @property
     def architectures(self) -> tuple[str, ...]:
@@ -126,6 +129,9 @@ def fill_encoder(family: Family, spec: ModelSpec, ckpt: Checkpoint, prefix: str)
             for src, role in family.layer_names.items():
                 if role.prefix(i) + suffix in spec.slots:  # pre-norm layer 0 has no attention norm
                     spec[role.prefix(i) + suffix] = ckpt.take(layer + src + suffix)
+            for role, sources in family.stacked.items():
+                if role.prefix(i) + suffix in spec.slots:
+                    spec[role.prefix(i) + suffix] = np.concatenate([ckpt.take(layer + p + suffix) for p in sources])
 
 
 def _suffixes(spec: ModelSpec, prefix: str) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ def bert_encoder_graph(c: EncoderConfig) -> dict:
               "token_type": names.TOKEN_TYPE_EMBD.prefix(), "norm": names.EMBD_NORM.prefix()}
     if not c.type_vocab_size:
         del params["token_type"]
-    if c.position == "rotary":  # positions enter each layer's q and k instead
+    if c.position != "absolute":  # positions enter each layer's q and k (rotary) or attention (relative) instead
         del params["position"]
     attrs = {"eps": eps}  # non-default position numbering only: BERT's graph stays as it was
     if c.position_offset:
@@ -38,7 +38,7 @@ def bert_encoder_graph(c: EncoderConfig) -> dict:
         w = c.weights_of(i)  # shared_layers: every layer's nodes name blk.0's tensors, stored once
         nodes += [
             node("linear", [h], [f"qkv{i}"], {"linear": names.ATTN_QKV.prefix(w)}, activation="none"),
-            attention(c, f"qkv{i}", f"ctx{i}"),
+            attention(c, f"qkv{i}", f"ctx{i}", w),
             node("linear", [f"ctx{i}"], [f"ao{i}"], {"linear": names.ATTN_OUTPUT.prefix(w)}, activation="none"),
             node("add_norm", [f"ao{i}", h], [f"n{i}"], {"norm": names.ATTN_NORM.prefix(w)}, eps=eps),
             *feed_forward(c, i, f"n{i}", f"down{i}", w),
@@ -50,8 +50,17 @@ def bert_encoder_graph(c: EncoderConfig) -> dict:
     return {"inputs": list(GRAPH_INPUTS), "outputs": ["last_hidden_state"], "nodes": nodes}
 
 
-def attention(c: EncoderConfig, qkv: str, out: str) -> dict:
-    """Plain attention, or with the relative position bias every layer shares (relative_buckets)."""
+def attention(c: EncoderConfig, qkv: str, out: str, w: int = 0) -> dict:
+    """Plain attention, with the relative position bias every layer shares (relative_buckets), or
+    disentangled (max_relative_positions; stored layer ``w``'s projections)."""
+    if c.max_relative_positions is not None:
+        params = {"rel": names.REL_EMBD.prefix(),
+                  "pos_proj": (names.ATTN_QKV if c.share_att_key else names.ATTN_POS).prefix(w)}
+        attrs = {"eps": c.layer_norm_eps} if c.rel_norm else {}
+        if c.rel_norm:
+            params["rel_norm"] = names.REL_NORM.prefix()
+        return node("disentangled_attention", [qkv, "seq_offsets"], [out], params, num_heads=c.num_heads,
+                    position_buckets=c.position_buckets, max_relative_positions=c.max_relative_positions, **attrs)
     if c.relative_buckets is None:
         return node("attention", [qkv, "seq_offsets"], [out], num_heads=c.num_heads)
     return node("relative_attention", [qkv, "seq_offsets"], [out], {"bias": names.REL_BIAS.prefix()},

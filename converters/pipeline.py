@@ -10,7 +10,7 @@ from edgebert import names
 from edgebert.errors import InvalidModelFile, UnsupportedModel
 from edgebert.text import check_tokenizer
 
-from . import albert, bert, distilbert, electra, modernbert, mpnet, roberta  # noqa: F401  (register the families' loaders)
+from . import albert, bert, deberta, distilbert, electra, modernbert, mpnet, roberta  # noqa: F401  (register the families' loaders)
 from . import calibrate as calibrate_mod
 from . import quantize
 from .graph import build_graph

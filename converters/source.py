@@ -109,7 +109,36 @@ def load_tokenizer_json(folder: Path) -> str:
         cfg = read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
         tok = BertWordPieceTokenizer(str(vocab), lowercase=bool(cfg.get("do_lower_case", True)))
         return tok._tokenizer.to_str()
-    raise UnsupportedModel(f"{folder}: no tokenizer.json or vocab.txt")
+    spm = next((folder / n for n in SENTENCEPIECE_FILES if (folder / n).is_file()), None)
+    if spm is not None:
+        return _from_sentencepiece(folder, spm)
+    raise UnsupportedModel(f"{folder}: no tokenizer.json, vocab.txt or SentencePiece model "
+                           f"({', '.join(SENTENCEPIECE_FILES)})")
+
+
+# SentencePiece models as transformers' slow tokenizers name them: DeBERTa-v2/v3, XLM-R/CamemBERT, ALBERT/T5
+SENTENCEPIECE_FILES = ("spm.model", "sentencepiece.bpe.model", "spiece.model")
+
+
+def _from_sentencepiece(folder: Path, spm: Path) -> str:
+    """tokenizer.json from a SentencePiece-only folder: transformers' slow tokenizer (the folder's
+    tokenizer_config.json) converted to its fast form, at conversion time only."""
+    try:
+        import sentencepiece  # noqa: F401  (the slow tokenizer reads spm.model with it)
+        from transformers import AutoTokenizer
+    except ImportError as e:
+        raise UnsupportedModel(
+            f"{folder}: has only a SentencePiece model ({spm.name}), no tokenizer.json; converting it needs "
+            f"transformers and sentencepiece (pip install transformers sentencepiece; missing: {e.name}), "
+            "or put the model's tokenizer.json in the folder") from None
+    try:
+        tok = AutoTokenizer.from_pretrained(str(folder), use_fast=True)
+    except (OSError, ValueError, TypeError) as e:
+        raise UnsupportedModel(f"{folder}: transformers cannot build a fast tokenizer from {spm.name} ({e})") from None
+    if not getattr(tok, "is_fast", False):
+        raise UnsupportedModel(f"{folder}: transformers has no fast form of {type(tok).__name__}; "
+                               "put the model's tokenizer.json in the folder")
+    return tok.backend_tokenizer.to_str()
 
 
 def sentence_transformers_settings(folder: Path) -> dict | None:

@@ -21,7 +21,9 @@ FLAGS = {
     # LayerNorm after each residual add (BERT), or before attention and feed-forward with a plain add and
     # a final norm (ModernBERT: layer 0's attention reads the normalised embeddings, no norm of its own)
     "norm_placement": ("post", "pre"),
-    "position": ("absolute", "rotary"),  # a learned position table, or rotary nodes on q and k (rope_theta)
+    # a learned position table, rotary nodes on q and k (rope_theta), or neither: positions enter only through
+    # relative attention (DeBERTa-v3, position_biased_input false)
+    "position": ("absolute", "rotary", "relative"),
     "feed_forward": ("plain", "gated"),  # up -> GELU -> down, or up (2F) -> geglu -> down (ModernBERT)
     "position_offset": (0, int),  # first row the positions use; RoBERTa's start at padding_idx + 1
     "position_ids": ("column", "real_tokens"),  # numbered by column (BERT) or among real tokens (RoBERTa)
@@ -29,9 +31,17 @@ FLAGS = {
     "shared_layers": (False, True),  # ALBERT: one set of layer weights (blk.0.*) read by every layer
     "embedding_size": (None, int),  # ELECTRA, ALBERT: embeddings of another width, projected to hidden_size
     "relative_buckets": (None, int),  # MPNet: buckets of a relative position bias on every layer's scores
+    # DeBERTa-v2/v3's disentangled attention (disentangled_attention nodes): its log buckets (0: none) and
+    # max_relative_positions, both None without it; position queries and keys from each layer's own q and k
+    # projections (share_att_key) or from its attn_pos; the rel table LayerNormed first (rel_norm)
+    "position_buckets": (None, int),
+    "max_relative_positions": (None, int),
+    "share_att_key": (False, True),
+    "rel_norm": (False, True),
 }
 # ``int`` in FLAGS: any integer >= this (position_offset may be 0; an embedding width may not).
-FLAG_MINIMUM = {"position_offset": 0, "embedding_size": 1, "relative_buckets": 4}
+FLAG_MINIMUM = {"position_offset": 0, "embedding_size": 1, "relative_buckets": 4, "position_buckets": 0,
+                "max_relative_positions": 1}
 RELATIVE_MAX_DISTANCE = 128  # MPNet's relative_position_bucket: max_distance is fixed there
 
 
@@ -70,6 +80,10 @@ class EncoderConfig:
     shared_layers: bool = False
     embedding_size: int | None = None
     relative_buckets: int | None = None
+    position_buckets: int | None = None
+    max_relative_positions: int | None = None
+    share_att_key: bool = False
+    rel_norm: bool = False
     rope_theta: float | None = None  # rotary: the base of the global layers
     local_rope_theta: float | None = None  # rotary: the base of the local (windowed) layers
     local_window: int | None = None  # a local layer's query sees keys at most this far (local_attention // 2)
@@ -98,6 +112,22 @@ class EncoderConfig:
             raise UnsupportedModel(
                 f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         self._check_attention_layout()
+        self._check_disentangled()
+
+    def _check_disentangled(self) -> None:
+        """position_buckets and max_relative_positions together; share_att_key and rel_norm only with them."""
+        on = self.max_relative_positions is not None
+        if (self.position_buckets is not None) != on or (not on and (self.share_att_key or self.rel_norm)):
+            raise UnsupportedModel("position_buckets, max_relative_positions, share_att_key and rel_norm describe "
+                                   "disentangled attention: the first two both set or both null, the others "
+                                   "false without it")
+        if on and (self.relative_buckets is not None or self.position == "rotary"):
+            raise UnsupportedModel("disentangled attention does not combine with relative_buckets or rotary positions")
+
+    @property
+    def rel_span(self) -> int:
+        """Half the rows of the disentangled attention's relative embedding table."""
+        return self.position_buckets or self.max_relative_positions
 
     def _check_attention_layout(self) -> None:
         """rope_theta iff rotary; local_window, local_rope_theta and global_every > 1 together, with at
@@ -211,11 +241,17 @@ def bert_slots(c: EncoderConfig) -> dict[str, Slot]:
         slots.update(slots_of(names.EMBD_PROJ, (H, E)))
     if c.relative_buckets is not None:
         slots.update(slots_of(names.REL_BIAS, (c.relative_buckets, c.num_heads), bias=False))
+    if c.max_relative_positions is not None:
+        slots.update(slots_of(names.REL_EMBD, (2 * c.rel_span, H), bias=False))
+        if c.rel_norm:
+            slots.update(slots_of(names.REL_NORM, (H,)))
     for i in range(c.stored_layers):
         for role, shape in ((names.ATTN_QKV, (3 * H, H)), (names.ATTN_OUTPUT, (H, H)), (names.ATTN_NORM, (H,)),
                             (names.FFN_UP, (c.up_size, H)), (names.FFN_DOWN, (H, F)), (names.FFN_NORM, (H,))):
             if not (role is names.ATTN_NORM and i == 0 and c.norm_placement == "pre"):
                 slots.update(slots_of(role, shape, i))
+        if c.max_relative_positions is not None and not c.share_att_key:
+            slots.update(slots_of(names.ATTN_POS, (2 * H, H), i))  # position query rows, then key rows
     if c.norm_placement == "pre":
         slots.update(slots_of(names.FINAL_NORM, (H,)))
     return slots

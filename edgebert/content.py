@@ -18,7 +18,7 @@ INT8_WEIGHTS, INT8_EMBEDDINGS, FLOAT32 = "int8_symmetric_per_channel", "int8_sym
 # What this runtime does with the activations entering an int8 linear (docs/format.md, "Quantization scheme").
 INT8_ACTIVATIONS = "uint8_asymmetric_per_token_dynamic"
 _DTYPE_NAMES = {"float32": "F32", "int32": "I32", "int8": "I8"}
-ATTENTION_OPS = ("attention", "relative_attention")
+ATTENTION_OPS = ("attention", "relative_attention", "disentangled_attention")
 
 
 class Unknown(Exception):
@@ -204,6 +204,23 @@ def _relative_buckets(c: Content) -> int | None:
                 for n in c.attentions()], "attention nodes' relative buckets")
 
 
+def _disentangled_attr(key: str) -> Callable[[Content], Any]:
+    """An attr every layer's disentangled_attention node agrees on; None with other attention nodes."""
+    return lambda c: one([c.attr(n, key) if n.get("op") == "disentangled_attention" else None
+                          for n in c.attentions()], f"attention nodes' {key}")
+
+
+def _share_att_key(c: Content) -> bool:
+    """Position queries and keys from each layer's own attn_qkv (not an attn_pos of its own)."""
+    return one([n.get("op") == "disentangled_attention" and names.role_of(c.param(n, "pos_proj")) is names.ATTN_QKV
+                for n in c.attentions()], "attention nodes' position projections")
+
+
+def _rel_norm(c: Content) -> bool:
+    return one([isinstance(n.get("params"), dict) and "rel_norm" in n["params"] for n in c.attentions()],
+               "attention nodes' rel_norm params")
+
+
 def _layout(c: Content) -> list[tuple[Any, Any]]:
     """(window attr or None, rotary theta or None) of each plain attention node, in layer order."""
     out = []
@@ -241,7 +258,11 @@ def _norm_placement(c: Content) -> str:
 
 
 def _position(c: Content) -> str:
-    return "rotary" if c.ops("rotary") else "absolute"
+    """rotary nodes; else a position table in the embed node (absolute), or none (relative attention only)."""
+    if c.ops("rotary"):
+        return "rotary"
+    params = c.embed().get("params")
+    return "relative" if isinstance(params, dict) and "position" not in params else "absolute"
 
 
 def _embed_attr(key: str, default: Any) -> Callable[[Content], Any]:
@@ -278,6 +299,10 @@ CONFIG_RULES: dict[str, Callable[[Content], Any]] = {
     "shared_layers": _shared_layers,
     "embedding_size": _embedding_size,
     "relative_buckets": _relative_buckets,
+    "position_buckets": _disentangled_attr("position_buckets"),
+    "max_relative_positions": _disentangled_attr("max_relative_positions"),
+    "share_att_key": _share_att_key,
+    "rel_norm": _rel_norm,
     "rope_theta": _of_layers("global", 1),
     "local_rope_theta": _of_layers("local", 1),
     "local_window": _of_layers("local", 0),

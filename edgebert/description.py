@@ -149,7 +149,7 @@ CONFIG_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
                        f"a number in (0, {LAYER_NORM_EPS_MAX}]"),
     "hidden_act": (lambda v: v in _activations(), "one of the linear op's activations"),
     "norm_placement": (lambda v: v in ("post", "pre"), "'post' or 'pre'"),
-    "position": (lambda v: v in ("absolute", "rotary"), "'absolute' or 'rotary'"),
+    "position": (lambda v: v in ("absolute", "rotary", "relative"), "'absolute', 'rotary' or 'relative'"),
     "rope_theta": (lambda v: v is None or ops.positive_number(v), "null or a positive number"),
     "local_rope_theta": (lambda v: v is None or ops.positive_number(v), "null or a positive number"),
     "local_window": (lambda v: v is None or _is_size(v, 0), f"null or an integer in 0..{MAX_SIZE}"),
@@ -159,6 +159,10 @@ CONFIG_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "bias": (lambda v: v is True, "true (the linear op has a bias)"),
     "shared_layers": (lambda v: isinstance(v, bool), "a JSON boolean"),
     "relative_buckets": (lambda v: v is None or _is_size(v, 4), f"null or an integer in 4..{MAX_SIZE}"),
+    "position_buckets": (lambda v: v is None or _is_size(v, 0), f"null or an integer in 0..{MAX_SIZE}"),
+    "max_relative_positions": (lambda v: v is None or _is_size(v), f"null or an integer in 1..{MAX_SIZE}"),
+    "share_att_key": (lambda v: isinstance(v, bool), "a JSON boolean"),
+    "rel_norm": (lambda v: isinstance(v, bool), "a JSON boolean"),
 }
 
 

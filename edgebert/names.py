@@ -63,6 +63,12 @@ EMBD_NORM = Role("embd_norm", "norm")
 EMBD_PROJ = Role("embd_proj", "linear", smoothed=True, calibrated=True)
 # MPNet: the relative position bias table (buckets, heads), one for every layer
 REL_BIAS = Role("rel_bias", "float")
+# DeBERTa-v2/v3: the relative position embeddings (2 span, H) every layer reads, their LayerNorm, and a
+# layer's own projections of them (query rows, then key rows) when it does not share attn_qkv's; the
+# projections run once, when a reader binds the graph, so they stay float32
+REL_EMBD = Role("rel_embd", "float")
+REL_NORM = Role("rel_embd_norm", "norm")
+ATTN_POS = Role("blk.{i}.attn_pos", "float")
 ATTN_QKV = Role("blk.{i}.attn_qkv", "linear", smoothed=True, calibrated=True)
 ATTN_OUTPUT = Role("blk.{i}.attn_output", "linear", calibrated=True)
 ATTN_NORM = Role("blk.{i}.attn_norm", "norm")
@@ -90,7 +96,7 @@ RTD = Role("rtd", "float")
 
 ROLES = (TOKEN_EMBD, POSITION_EMBD, TOKEN_TYPE_EMBD, EMBD_NORM, EMBD_PROJ, REL_BIAS, ATTN_QKV, ATTN_OUTPUT, ATTN_NORM, FFN_UP,
          FFN_DOWN, FFN_NORM, POOLER, CLASSIFIER, QA, NSP, MLM_TRANSFORM, MLM_NORM, MLM_DECODER, RTD_TRANSFORM, RTD,
-         FINAL_NORM, POOLER_NORM)
+         FINAL_NORM, POOLER_NORM, REL_EMBD, REL_NORM, ATTN_POS)
 
 
 def role_of(prefix: str) -> Role | None:
