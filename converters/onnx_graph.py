@@ -12,10 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgebert.errors import UnsupportedModel
+from edgebert.errors import InvalidModelFile, UnsupportedModel
 
 MAX_ONNX_BYTES = 4 * 2**30  # a BERT-large int8/fp32 export is ~1.3 GB; larger is refused before reading
-DOMAINS = ("", "ai.onnx")  # com.microsoft fused ops (ORT's transformer optimizer) are not mapped yet
+# How a file stores int8 weights (edgebert info shows these; the record's label is at most 100 characters).
+FORMS = {"MatMulInteger": "DynamicQuantizeLinear + MatMulInteger", "DequantizeLinear": "QDQ",
+         "Mul": "weight-only Cast + Mul", "export": "edgebert export"}
+INT_STORED = (np.int8, np.uint8, np.int32)  # dequantized constants (int32: QDQ biases); weights keep only int8
 # Ops that only move or reshape data (or compute shapes) on the way between two patterns.
 PASS_THROUGH = ("Identity", "Cast", "Reshape", "Transpose", "Unsqueeze", "Squeeze", "Dropout")
 
@@ -40,23 +43,22 @@ def read_onnx(path: Path):
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # the protobuf decoder raises its own types
-        raise UnsupportedModel(f"{path}: not a readable ONNX model ({e})") from None
+        raise InvalidModelFile(f"{path}: not a readable ONNX model ({e})") from None
     from .source import inside
     for tensor in model.graph.initializer:
         if uses_external_data(tensor):
             where = {e.key: e.value for e in tensor.external_data}.get("location", "")
             inside(path.parent, where)  # absolute, '..' or a symlink out of the folder: refused
     load_external_data_for_model(model, str(path.parent))
-    for node in model.graph.node:
-        if node.domain not in DOMAINS:
-            raise UnsupportedModel(f"{path}: node {node.name!r} ({node.domain}::{node.op_type}) is not a standard "
-                                   "ONNX op; graphs from ONNX Runtime's transformer optimizer are not supported yet")
+    from .onnx_checks import check_structure
+    from .onnx_fused import rewrite
+    check_structure(model, str(path))  # opsets, ops, domains, order: InvalidModelFile naming the node
     try:
         onnx.checker.check_model(model)
         model = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception as e:
-        raise UnsupportedModel(f"{path}: the ONNX checker refuses it ({e})") from None
-    return model
+        raise InvalidModelFile(f"{path}: the ONNX checker refuses it ({e})") from None
+    return rewrite(model, str(path))  # ONNX Runtime's fused ops and activation Q/DQ pairs: standard ops
 
 
 @dataclass
@@ -71,6 +73,7 @@ class Linear:
     q: np.ndarray | None = None  # (out, in) int8 as stored, rows = output channels
     scale: np.ndarray | None = None  # (out,) per output channel (a per-tensor scale broadcast)
     zero_point: np.ndarray | None = None  # (out,)
+    int8: str = ""  # how the file stores the weight as int8 (FORMS), "" for float; q None: requantized
 
 
 @dataclass
@@ -91,7 +94,7 @@ class Graph:
         self.nodes = list(g.node)
         self.index = {id(n): i for i, n in enumerate(self.nodes)}
         self.consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-        self.producer, self.consumers = {}, defaultdict(list)
+        self.producer, self.consumers, self.folded = {}, defaultdict(list), {}
         for n in self.nodes:
             if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
                 self.consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
@@ -113,9 +116,19 @@ class Graph:
         """The constant value of ``name`` through Identity, Cast and Transpose, else None."""
         if name in self.consts:
             return self.consts[name]
+        if name not in self.folded:
+            self.folded[name] = self._fold(name)
+        return self.folded[name]
+
+    def _fold(self, name: str) -> np.ndarray | None:
         n = self.producer.get(name)
-        if n is None or n.op_type not in ("Identity", "Cast", "Transpose"):
+        if n is None or n.op_type not in ("Identity", "Cast", "Transpose", "DequantizeLinear", "Mul", "QuantizeLinear"):
             return None
+        if n.op_type in ("DequantizeLinear", "Mul"):  # int8 weights stored with their scales
+            src = self.int8_weight(name)
+            return None if src is None else src[0]
+        if n.op_type == "QuantizeLinear":  # a constant quantized in the graph (QDQ on a Constant)
+            return self._quantize(n)
         v = self.const(n.input[0])
         if v is None:
             return None
@@ -126,6 +139,47 @@ class Graph:
             from onnx import helper
             return v.astype(helper.tensor_dtype_to_np_dtype(attr(n, "to")))
         return v
+
+    def _quantize(self, n) -> np.ndarray | None:
+        x, scale = self.const(n.input[0]), self.const(n.input[1])
+        zp = self.const(n.input[2]) if len(n.input) > 2 and n.input[2] else np.zeros((), np.uint8)
+        if x is None or scale is None or zp is None or scale.size != 1 or zp.dtype not in (np.int8, np.uint8):
+            return None
+        info = np.iinfo(zp.dtype)
+        return np.clip(np.rint(x / scale) + zp.astype(np.float64), info.min, info.max).astype(zp.dtype)
+
+    def int8_weight(self, name: str):
+        """(float32 value, q, scale, zero point, axis) of a constant stored as int8 with its scale:
+        DequantizeLinear(q, scale[, zero point], axis) or Mul(Cast(q), scale); scale and zero point
+        reshaped to broadcast against q. None when ``name`` is not such a constant."""
+        n = self.producer.get(name)
+        if n is None:
+            return None
+        if n.op_type == "DequantizeLinear":
+            q, scale = self.const(n.input[0]), self.const(n.input[1])
+            zp = self.const(n.input[2]) if len(n.input) > 2 and n.input[2] else np.zeros((), np.int32)
+            axis = attr(n, "axis", 1)
+        elif n.op_type == "Mul":
+            cast = next((self.producer.get(i) for i in n.input if self.producer.get(i) is not None
+                         and self.producer[i].op_type == "Cast"), None)
+            if cast is None:
+                return None
+            q = self.const(cast.input[0])
+            scale, zp = self.const(n.input[1] if n.input[0] == cast.output[0] else n.input[0]), np.zeros((), np.int32)
+            axis = None
+        else:
+            return None
+        if q is None or scale is None or zp is None or q.dtype not in INT_STORED or q.ndim > 2:
+            return None
+        if axis is not None and scale.ndim == 1 and scale.size > 1:  # per-axis DequantizeLinear
+            axis = axis % q.ndim
+            scale, zp = (np.reshape(v, [-1 if d == axis else 1 for d in range(q.ndim)]) if np.ndim(v) else v
+                         for v in (scale, zp))
+        try:
+            value = ((q.astype(np.float32) - np.asarray(zp, np.float32)) * np.asarray(scale, np.float32))
+        except ValueError:
+            self.refuse(f"int8 constant {name!r}: scale {np.shape(scale)} does not fit the values {q.shape}", n)
+        return value.astype(np.float32), q, np.asarray(scale, np.float32), np.asarray(zp), n
 
     def only_consumer(self, name: str, op: str | tuple):
         users = self.consumers.get(name, [])
@@ -145,7 +199,7 @@ class Graph:
                 found.add(t)
                 continue
             n = self.producer.get(t)
-            if n is None or n.op_type in ("Shape", "Size", "Constant"):
+            if n is None or n.op_type in ("Shape", "Size", "Constant") or self.const(t) is not None:
                 continue
             walked.append(n)
             todo.extend(i for i in n.input if i)
@@ -160,17 +214,40 @@ class Graph:
             w = self.const(n.input[1])
             if w is None or w.ndim != 2:
                 return None
-            return self._with_bias(Linear(n, n.input[0], n.output[0], np.asarray(w, np.float32).T.copy(), None))
+            lin = Linear(n, n.input[0], n.output[0], np.asarray(w, np.float32).T.copy(), None)
+            return self._with_bias(self._int8_source(lin, n.input[1], out_axis=1))
         if n.op_type == "Gemm":
             w = self.const(n.input[1])
             if w is None or attr(n, "transA", 0) or attr(n, "alpha", 1.0) != 1.0 or attr(n, "beta", 1.0) != 1.0:
                 return None
-            w = np.asarray(w if attr(n, "transB", 0) else w.T, np.float32)
+            out_axis = 0 if attr(n, "transB", 0) else 1
+            w = np.asarray(w if out_axis == 0 else w.T, np.float32)
             b = self.const(n.input[2]) if len(n.input) > 2 and n.input[2] else None
-            return Linear(n, n.input[0], n.output[0], w.copy(), None if b is None else np.asarray(b, np.float32))
+            lin = Linear(n, n.input[0], n.output[0], w.copy(), None if b is None else np.asarray(b, np.float32))
+            return self._int8_source(lin, n.input[1], out_axis)
         if n.op_type == "MatMulInteger":
             return self._integer_linear(n)
         return None
+
+    def _int8_source(self, lin: Linear, name: str, out_axis: int) -> Linear:
+        """Marks a weight the file stores as int8 (QDQ or weight-only); keeps q and a per-output-channel
+        scale when the scale varies only along the output axis (per channel or per tensor)."""
+        src = self.int8_weight(name)
+        if src is None:
+            return lin
+        _, q, scale, zp, node = src
+        if q.dtype == np.int32:
+            return lin
+        lin.int8 = FORMS[node.op_type]
+        N = lin.weight.shape[0]
+        per_out = [1 if d != out_axis else N for d in range(2)]
+        if all(np.size(v) == 1 or list(np.shape(v)) in (per_out, [N] if out_axis == 1 else None) for v in (scale, zp)):
+            rows = q if out_axis == 0 else q.T  # (N, K)
+            lin.q, lin.scale, lin.zero_point = (rows.copy(), *(np.broadcast_to(np.asarray(v).reshape(-1), (N,)).copy()
+                                                              for v in (scale, zp)))
+            if q.dtype == np.uint8:  # unsigned: kept only if it were symmetric, which uint8 is not
+                lin.q = None
+        return lin
 
     def _with_bias(self, lin: Linear) -> Linear:
         add = self.only_consumer(lin.out, "Add")
@@ -201,7 +278,7 @@ class Graph:
         scale = np.broadcast_to(np.asarray(w_scale, np.float32).reshape(-1), (N,)).copy()
         zero = np.broadcast_to(np.asarray(zp, np.int32).reshape(-1), (N,)).copy()
         weight = ((q.astype(np.float32) - zero[None, :]) * scale[None, :]).T.copy()  # (N, K)
-        lin = Linear(n, dq.input[0], mul.output[0], weight, None, q.T.copy(), scale, zero)
+        lin = Linear(n, dq.input[0], mul.output[0], weight, None, q.T.copy(), scale, zero, int8=FORMS[n.op_type])
         return self._with_bias(lin)
 
     def norm_at(self, n) -> Norm | None:
@@ -235,16 +312,27 @@ class Graph:
             self.refuse("decomposed LayerNorm without constant gamma and beta", mul)
         return Norm(x, bias.output[0], *_f32(gamma, beta), _eps(eps), n)
 
-    def check_gelu(self, start: str, end: str, where) -> None:
-        """The ops between ``start`` and ``end`` are exact GELU: one Gelu node or the erf form."""
+    def gelu(self, start: str, end: str, where) -> str:
+        """The activation between ``start`` and ``end``: "gelu" (one Gelu node or the erf form) or
+        "gelu_tanh" (Gelu(approximate="tanh") or 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))))."""
         _, walked = self.ancestors(end, {start})
         ops = sorted({n.op_type for n in walked})
-        if ops == ["Gelu"] and all(attr(n, "approximate", b"none") in (b"none", "none") for n in walked):
-            return
+        kind = {"none": "gelu", "tanh": "gelu_tanh"}.get(_text(attr(walked[0], "approximate", b"none"))) \
+            if ops == ["Gelu"] and len(walked) == 1 else None
+        if kind:
+            return kind
         if "Erf" in ops and set(ops) <= {"Div", "Mul", "Add", "Erf"}:
-            return
-        self.refuse(f"the feed-forward activation is made of {ops}; supported: exact GELU (Gelu or the erf form)",
-                    walked[0] if walked else None)
+            return "gelu"
+        if "Tanh" in ops and set(ops) <= {"Mul", "Add", "Pow", "Tanh", "Div", "Sqrt"}:
+            consts = [self.const(i) for n in walked for i in n.input]
+            if any(c is not None and c.size == 1 and abs(float(c.reshape(-1)[0]) - 0.044715) < 1e-6 for c in consts):
+                return "gelu_tanh"
+        self.refuse(f"the feed-forward activation is made of {ops}; supported: GELU (Gelu, the erf form or the "
+                    "tanh approximation)", walked[0] if walked else where)
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def attr(node, name: str, default=None):

@@ -25,6 +25,8 @@ from .onnx_graph import Graph, Linear, Norm, attr, read_onnx
 from .spec import EncoderConfig, ModelSpec
 
 QMAX = 127  # converters/quantize.py's symmetric range: an int8 source value of -128 cannot be kept
+INDEX_PATH = ("Cast", "Expand", "Slice", "Unsqueeze", "Squeeze", "Reshape", "Identity")  # ids buffer -> lookup
+MAX_INDEX_PATH = 32
 TOKENIZER_HELP = ("pass --tokenizer DIR (a folder with tokenizer.json or vocab.txt), or put tokenizer.json "
                   "beside the .onnx file")
 
@@ -58,7 +60,7 @@ def load_onnx(path: str | Path, tokenizer: str | Path | None = None) -> ModelSpe
         vocab_size=emb["word"].shape[0], hidden_size=H, num_layers=len(layers), num_heads=layers[0]["heads"],
         intermediate_size=layers[0]["up"].weight.shape[0], max_position_embeddings=emb["position"].shape[0],
         type_vocab_size=0 if emb["token_type"] is None else emb["token_type"].shape[0],
-        layer_norm_eps=parts[0].eps)
+        layer_norm_eps=parts[0].eps, hidden_act=_activation(g, layers))
     tok_dir = _tokenizer_dir(path, tokenizer)
     st = source.sentence_transformers_settings(path.parent)
     if pooling is None:
@@ -71,6 +73,13 @@ def load_onnx(path: str | Path, tokenizer: str | Path | None = None) -> ModelSpe
     if head is not None:
         _fill_classifier(spec, head, beside)
     return spec
+
+
+def _activation(g: Graph, layers: list) -> str:
+    acts = [L["act"] for L in layers]
+    if len(set(acts)) != 1:
+        g.refuse(f"the layers' feed-forward activations differ: {acts}", layers[acts.index(acts[-1])]["up"].node)
+    return acts[0]
 
 
 # ---- embeddings ----------------------------------------------------------------------------
@@ -95,7 +104,8 @@ def _embeddings(g: Graph, norm: Norm) -> dict:
         g.refuse(f"expected word (and token type) lookups indexed by graph inputs, found {len(by_input)}", norm.node)
     by_input.sort(key=lambda n: -_table(g, n).shape[0])
     tables = {"word": _table(g, by_input[0]), "token_type": None, "position": None,
-              "int8": any(g.const(n.input[0]).dtype != np.float32 for n in gathers)}
+              "int8": any(g.const(n.input[0]).dtype != np.float32 or g.int8_weight(n.input[0]) is not None
+                          for n in gathers)}
     if len(by_input) == 2:
         tables["token_type"] = _table(g, by_input[1])
     zero_types = None
@@ -139,20 +149,19 @@ def _lookup_out(g: Graph, n) -> str:
 
 def _index_source(g: Graph, n) -> np.ndarray | None:
     """The constant integer buffer a lookup's indices are sliced or expanded from."""
-    _, walked = g.ancestors(n.input[1], set())
     rng = g.producer.get(n.input[1])
     if rng is not None and rng.op_type == "Range":  # Range(start, end, 1): our export's column positions
         start, delta = g.const(rng.input[0]), g.const(rng.input[2])
         if start is not None and delta is not None and int(delta) == 1:
             return np.arange(int(start), int(start) + 8)
-    for m in [g.producer.get(n.input[1])] + walked:
-        if m is None:
-            continue
-        for name in m.input:
-            v = g.consts.get(name)
-            if v is not None and v.dtype.kind in "iu" and v.size > 1:
-                return v
-    return g.const(n.input[1])
+    name = n.input[1]  # the data path (first inputs) of slicing and broadcasting ops, up to a constant
+    for _ in range(MAX_INDEX_PATH):
+        v = g.consts.get(name)
+        m = g.producer.get(name)
+        if v is not None or m is None or m.op_type not in INDEX_PATH:
+            return v
+        name = m.input[0]
+    return None
 
 
 # ---- layers --------------------------------------------------------------------------------
@@ -167,7 +176,7 @@ def _layer(g: Graph, p: list, h: str, i: int) -> dict:
     _residual(g, n1, o.out, h, i)
     if up.x != n1.out:
         g.refuse(f"layer {i}: the up projection does not read the attention block's LayerNorm", up.node)
-    g.check_gelu(up.out, down.x, up.node)
+    act = g.gelu(up.out, down.x, up.node)
     _residual(g, n2, down.out, n1.out, i)
     outs = {lin.out: lin for lin in qkv}
     found, walked = g.ancestors(o.x, set(outs))
@@ -186,7 +195,7 @@ def _layer(g: Graph, p: list, h: str, i: int) -> dict:
     v = next(lin for lin in qkv if lin is not q and lin is not k)
     H = q.weight.shape[0]
     return {"q": q, "k": k, "v": v, "o": o, "attn_norm": n1, "up": up, "down": down, "ffn_norm": n2,
-            "heads": _num_heads(g, q_walk + [scores[0]], H, i)}
+            "heads": _num_heads(g, q_walk + [scores[0]], H, i), "act": act}
 
 
 def _split_qkv(g: Graph, lin: Linear) -> list[Linear] | None:
@@ -202,7 +211,8 @@ def _split_qkv(g: Graph, lin: Linear) -> list[Linear] | None:
     for j, out in enumerate(split.output):
         rows = slice(j * N // 3, (j + 1) * N // 3)
         views.append(Linear(lin.node, lin.x, out, lin.weight[rows], None if lin.bias is None else lin.bias[rows],
-                            *(None if v is None else v[rows] for v in (lin.q, lin.scale, lin.zero_point))))
+                            *(None if v is None else v[rows] for v in (lin.q, lin.scale, lin.zero_point)),
+                            int8=lin.int8))
     return views
 
 
@@ -293,10 +303,15 @@ def _linear(spec: ModelSpec, prefix: str, parts: list[Linear]) -> None:
     spec[prefix + names.BIAS] = np.concatenate([p.bias if p.bias is not None else np.zeros(p.weight.shape[0],
                                                                                               np.float32)
                                                 for p in parts])
-    if all(p.q is not None for p in parts):
-        keep = all(not p.zero_point.any() and p.q.min() >= -QMAX for p in parts)
+    if any(p.int8 for p in parts):  # kept where every part is int8, symmetric, per output channel
+        keep = all(p.q is not None and not p.zero_point.any() and p.q.min() >= -QMAX for p in parts)
         q = np.concatenate([p.q for p in parts]) if keep else None
         spec.prequantized[prefix + names.WEIGHT] = (q, np.concatenate([p.scale for p in parts]) if keep else None)
+        spec.prequantized_from = ", ".join(sorted({p.int8 for p in parts if p.int8} | _forms(spec)))
+
+
+def _forms(spec: ModelSpec) -> set[str]:
+    return set(spec.prequantized_from.split(", ")) - {""}
 
 
 def _norm(spec: ModelSpec, prefix: str, norm: Norm) -> None:

@@ -139,7 +139,8 @@ def source_quantization(spec: ModelSpec, dtype: str) -> dict:
     """Which weights came as int8 from the source, and what became of them (edgebert info says)."""
     kept = sorted(n for n, (q, _) in spec.prequantized.items() if q is not None and dtype == "int8")
     requantized = sorted(n for n in spec.prequantized if n not in kept and dtype == "int8")
-    return {"source": "ONNX int8 (DynamicQuantizeLinear + MatMulInteger)", "kept": kept, "requantized": requantized,
+    return {"source": f"ONNX int8 ({spec.prequantized_from or 'DynamicQuantizeLinear + MatMulInteger'})",
+            "kept": kept, "requantized": requantized,
             "dequantized": sorted(spec.prequantized) if dtype != "int8" else []}
 
 

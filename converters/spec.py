@@ -275,6 +275,7 @@ class ModelSpec:
     # int8 sources (ONNX): weight name -> (q, scale) kept exactly, or (None, None) when the source's int8
     # values were not symmetric per output channel and are dequantized and requantized
     prequantized: dict = field(default_factory=dict)
+    prequantized_from: str = ""  # the int8 source's form(s), e.g. "QDQ (DequantizeLinear weights)"
 
     def __post_init__(self):
         if not self.slots:

@@ -121,3 +121,86 @@ def encode(tokenizer_file: Path, texts: list[str], max_length: int | None = None
     enc = tok.encode_batch(texts)
     return {k: np.array([getattr(e, a) for e in enc], np.int64) for k, a in
             (("input_ids", "ids"), ("attention_mask", "attention_mask"), ("token_type_ids", "type_ids"))}
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+
+
+def onnx_runtime(path: Path, b: dict, as_written: bool = False) -> list[np.ndarray]:
+    """ONNX Runtime's CPU provider running ``path`` on the inputs the graph takes; ``as_written``: only
+    basic graph optimizations (with all, ONNX Runtime runs DequantizeLinear -> MatMul as an int8 matmul
+    with dynamically quantized activations, not the float math the graph states)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if as_written:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {i.name: b[i.name] for i in session.get_inputs()})
+
+
+def int8_initializers(path: Path) -> tuple[set[bytes], set[float]]:
+    """The file's 2-D int8 tensors as (out, in) row bytes (MatMul stores (in, out)), and every float
+    scale value, to check that a conversion kept them exactly."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits = [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer]
+    qs = {np.ascontiguousarray(a.T).tobytes() for a in inits if a.dtype == np.int8 and a.ndim == 2}
+    qs |= {np.ascontiguousarray(a).tobytes() for a in inits if a.dtype == np.int8 and a.ndim == 2}  # Gemm (out, in)
+    scales = {float(s) for a in inits if a.dtype == np.float32 and a.ndim <= 2 and a.size <= 4096 for s in a.reshape(-1)}
+    return qs, scales
+
+
+def assert_kept_exactly(onnx_path: Path, tensors: dict, layers: int) -> None:
+    """Every encoder linear's int8 weight and scales in ``tensors`` (a read .edgebert) are the file's."""
+    source_q, source_scales = int8_initializers(onnx_path)
+    for i in range(layers):
+        for role in ("attn_qkv", "attn_output", "ffn_up", "ffn_down"):
+            q, scale = np.asarray(tensors[f"blk.{i}.{role}.weight"]), np.asarray(tensors[f"blk.{i}.{role}.scale"])
+            assert q.dtype == np.int8
+            fused = np.ascontiguousarray(q).tobytes() in source_q  # ONNX Runtime's packed Q/K/V (Attention)
+            parts = [q] if fused or role != "attn_qkv" else np.split(q, 3)
+            assert all(np.ascontiguousarray(p).tobytes() in source_q for p in parts), f"{role} {i} was requantized"
+            assert {float(s) for s in scale} <= source_scales, f"{role} {i}: scales differ from the file's"
+
+
+def weight_only_int8(src: Path, dst: Path, form: str = "dequantize", axis: int = 1) -> Path:
+    """``src`` with every 2-D MatMul weight stored as int8 and dequantized in the graph, as weight-only
+    int8 files do: symmetric scales along ``axis`` of the (in, out) weight (1: per output channel, 0: per
+    input row); ``form`` "dequantize" (DequantizeLinear) or "cast_mul" (Cast to float, Mul by scale)."""
+    import shutil
+
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    inits = {t.name: t for t in model.graph.initializer}
+    nodes = []
+    for n in model.graph.node:
+        w = inits.get(n.input[1]) if n.op_type == "MatMul" and len(n.input) > 1 else None
+        if w is not None and len(w.dims) == 2:
+            a = numpy_helper.to_array(w)
+            scale = (np.abs(a).max(axis=1 - axis, keepdims=True) / 127).astype(np.float32)
+            q = np.clip(np.rint(a / scale), -127, 127).astype(np.int8)
+            base = n.input[1]
+            model.graph.initializer.extend([numpy_helper.from_array(q, base + "_q"),
+                                            numpy_helper.from_array(scale if form == "cast_mul" else scale.reshape(-1),
+                                                                    base + "_s")])
+            if form == "dequantize":
+                nodes.append(helper.make_node("DequantizeLinear", [base + "_q", base + "_s"], [base + "_w"], axis=axis))
+            else:
+                nodes.append(helper.make_node("Cast", [base + "_q"], [base + "_f"], to=onnx.TensorProto.FLOAT))
+                nodes.append(helper.make_node("Mul", [base + "_f", base + "_s"], [base + "_w"]))
+            n.input[1] = base + "_w"
+            model.graph.initializer.remove(w)
+        nodes.append(n)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(dst))
+    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        if (src.parent / name).is_file():
+            shutil.copy(src.parent / name, dst.parent / name)
+    return dst
