@@ -227,3 +227,26 @@ def test_sentencepiece_without_the_package_says_what_to_install(tmp_path, monkey
     with pytest.raises(UnsupportedModel, match=r"only a SentencePiece model \(spm.model\).*pip install "
                                                r"transformers sentencepiece.*tokenizer.json"):
         load_tokenizer_json(tmp_path)
+
+
+def test_sentence_transformers_folder_keeps_pooling(deberta, tmp_path):
+    """A DeBERTa sentence-transformers folder (mean pooling, Normalize) embeds as transformers' states
+    mean-pooled over real tokens and normalised."""
+    folder = tmp_path / "st"
+    shutil.copytree(deberta("model-v3"), folder)
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32,
+                                                                  "pooling_mode_mean_tokens": True}))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 48}))
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    edgebert.converters.convert(folder, tmp_path / "st.edgebert", dtype="float32")
+    model = edgebert.load(tmp_path / "st.edgebert")
+    assert model.max_length == 48
+    batch, expected = _torch_outputs(deberta("model-v3"), [], _encode(deberta("model-v3"), FIRST, None))
+    mask = batch["attention_mask"][..., None]
+    pooled = (expected["last_hidden_state"] * mask).sum(1) / mask.sum(1)
+    want = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+    np.testing.assert_allclose(model.embed(FIRST), want, atol=FP32_ATOL, rtol=0)
