@@ -61,9 +61,7 @@ class Executor:
                 raise InvalidModelFile(f"graph op {node['op']!r} has no {backend} implementation")
             self.steps.append(binder(node, self))
             self.io.append((list(node["inputs"]), list(node["outputs"])))
-        if native is not None:
-            native.pin_all([*self.tensors.values(), *(a for p in self.packed.values() for a in
-                                                      (p.w, p.corr, p.scale, p.wsum, p.bias, p.input_scale))])
+
         self.produced = {name for _, outs in self.io for name in outs}
         # The same graph with each feed-forward block as one fused step; used
         # unless a run asks for a value that only exists inside a fused block.

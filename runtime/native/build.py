@@ -11,7 +11,8 @@ error paths reach to the shim's stubs, and emit a position-independent object
 for the CPU Numba compiles for (its name and feature string, so the code is
 the code the JIT runs: bit-identical results). ``shim.c`` (threading layer,
 scheduler, allocation entry points, stubs) and the objects are linked with
-the system C compiler into ``DIR/libedgebert-<path>.so``. Runs in its own
+the system C compiler into ``DIR/libedgebert-<path>.so``, with one generated
+thunk per entry that takes NumPy arrays (``entries.thunk_source``). Runs in its own
 process (``library.build``): a kernel whose instructions the CPU lacks aborts
 LLVM, and the CPU target is fixed once per process.
 """
@@ -26,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .entries import Entry, c_params, cfunc_source, entries
+from .entries import Entry, c_params, cfunc_source, entries, thunk_source
 
 SHIM = Path(__file__).with_name("shim.c")
 NUMBA_VERSION = "0.68.1"  # the version whose runtime entry points shim.c answers (test_native checks the symbols)
@@ -127,8 +128,10 @@ def build(path: str, out_dir: Path, cc: str | None = None) -> Path:
             objects.append(str(obj))
             undefined |= needs
             symbols.append(entry.symbol)
+        thunks = Path(tmp, "thunks.c")
+        thunks.write_text(thunk_source(entries(path)))
         lib = Path(tmp, f"libedgebert-{path}.so")
-        cmd = [cc, "-shared", "-O2", "-fPIC", "-o", str(lib), str(SHIM), *objects, "-lpthread", "-lm"]
+        cmd = [cc, "-shared", "-O2", "-fPIC", "-o", str(lib), str(SHIM), str(thunks), *objects, "-lpthread", "-lm"]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"linking the native library failed ({' '.join(cmd[:2])} ...):\n{done.stderr[-2000:]}")

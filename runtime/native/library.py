@@ -22,14 +22,13 @@ import os
 import platform
 import subprocess
 import sys
-import weakref
 from pathlib import Path
 
 import numpy as np
 
 from ..kernels.cpu import ENV_VAR, arm64_features, auxv_hwcaps
 from ..kernels.isa import ARM64, PATHS
-from .entries import c_params, entries
+from .entries import BAD_ARGUMENT, entries
 
 HERE = Path(__file__).parent
 KERNELS = HERE.parent / "kernels"
@@ -40,7 +39,20 @@ _X86_FLAGS = {"avx2": "avx2", "avx512f": "avx512f", "avx512bw": "avx512bw", "avx
               "avx_vnni": "avxvnni", "amx_tile": "amx-tile", "amx_int8": "amx-int8"}
 # Paths whose int8 linear is one jitted function (AMX picks between two in Python: not in the library yet)
 NATIVE_PATHS = tuple(name for name, p in PATHS.items() if len(p.qlinear.compiled) == 1)
-_CTYPES = {"ptr": ctypes.c_void_p, "i64": ctypes.c_int64, "f64": ctypes.c_double, "f32": ctypes.c_float}
+_CTYPES = {"i64": ctypes.c_int64, "f64": ctypes.c_double, "f32": ctypes.c_float}
+_SCALAR_KIND = {"float64": "f64", "float32": "f32"}
+
+
+def _check_layout(lib) -> None:
+    """The thunks read NumPy's array fields directly: check they find what NumPy says, on this NumPy."""
+    probe = lib.edgebert_probe_array
+    probe.argtypes, probe.restype = [ctypes.py_object, ctypes.c_int], ctypes.c_ssize_t
+    for a in (np.zeros((3, 5), np.float32), np.arange(7, dtype=np.int64)[2:], np.zeros((2, 4), np.int8)[:, :3]):
+        seen = [probe(a, k) for k in range(5)]
+        want = [a.__array_interface__["data"][0], a.ndim, a.shape[-1], int(a.flags.c_contiguous), a.dtype.num]
+        if seen != want:
+            raise RuntimeError(f"NumPy {np.__version__}'s array layout is not the one the native thunks read "
+                               f"({seen} != {want})")
 
 
 def max_threads() -> int:
@@ -132,53 +144,34 @@ def build(path: str | None = None, timeout: float = 1800) -> Path:
 
 
 class _Function:
-    """A kernel of the library, called with the Numba dispatcher's arguments; dispatched on dtypes."""
+    """A kernel of the library, called with the Numba dispatcher's arguments.
+
+    Arrays go to the entry's C thunk as Python objects: it reads their data
+    pointer, shape, flags and dtype itself and refuses ones that do not fit
+    (``BAD_ARGUMENT - i``), so the next entry of the same name (another dtype) is
+    tried, and a call costs about what a plain ctypes call does.
+    """
 
     def __init__(self, name, variants):
         self.name = name
-        self.variants = variants  # [(entry, c function)]
+        self.variants = variants  # [(entry, thunk, array argument indices)]
 
     def __call__(self, *args):
-        for entry, fn in self.variants:
+        bad = 0
+        for entry, thunk, arrays in self.variants:
             if len(args) != len(entry.types):
                 continue
-            c_args = _c_arguments(entry, args)
-            if c_args is not None:
-                return fn(*c_args)
-        raise TypeError(f"native kernel {self.name}: no entry for argument types "
-                        f"{[getattr(a, 'dtype', type(a).__name__) for a in args]}")
-
-
-_PINNED: dict[int, tuple] = {}  # id -> (weak reference, data pointer) of arrays that live long (weights)
-
-
-def pin(a: np.ndarray) -> np.ndarray:
-    """Remember ``a``'s data pointer (a weight, bound once): calls then skip reading it (2-3 us an array).
-    The entry goes when the array does."""
-    key = id(a)
-    if key not in _PINNED:
-        _PINNED[key] = (weakref.ref(a), a.__array_interface__["data"][0])
-        weakref.finalize(a, _PINNED.pop, key, None)
-    return a
-
-
-def _c_arguments(entry, args):
-    """The C arguments for ``args`` (pointer and dims per array), or None where a dtype or shape does not fit."""
-    out = []
-    arrays = entry.array_specs
-    for i, a in enumerate(args):
-        spec = arrays.get(i)
-        if spec is None:
-            out.append(a)
-            continue
-        if not isinstance(a, np.ndarray) or a.dtype != spec[0] or a.ndim != spec[1]:
-            return None
-        if not a.flags.c_contiguous:
-            raise ValueError(f"native kernel {entry.name}: argument {i} is not C-contiguous")
-        held = _PINNED.get(id(a))
-        out.append(held[1] if held is not None and held[0]() is a else a.__array_interface__["data"][0])
-        out.extend(a.shape)
-    return out
+            for i in arrays:
+                if not isinstance(args[i], np.ndarray):
+                    raise TypeError(f"native kernel {self.name}: argument {i} must be a numpy array, "
+                                    f"got {type(args[i]).__name__}")
+            result = thunk(*args)
+            if not BAD_ARGUMENT - len(args) < result <= BAD_ARGUMENT:
+                return result
+            bad = BAD_ARGUMENT - result
+        shapes = [(str(getattr(a, "dtype", type(a).__name__)), getattr(a, "shape", "")) for a in args]
+        raise TypeError(f"native kernel {self.name}: argument {bad} does not fit (dtype, dimensions or "
+                        f"C-contiguity): {shapes}")
 
 
 class NativeKernels:
@@ -187,12 +180,15 @@ class NativeKernels:
     def __init__(self, file: Path, path: str):
         self.file, self.path = file, path
         self.lib = ctypes.CDLL(str(file))
+        _check_layout(self.lib)
         grouped: dict[str, list] = {}
         for entry in entries(path):
-            fn = getattr(self.lib, entry.symbol)
-            fn.argtypes = [_CTYPES[k] for k in c_params(entry)]
-            fn.restype = ctypes.c_int64
-            grouped.setdefault(entry.name, []).append((entry, fn))
+            thunk = getattr(self.lib, "ebpy_" + entry.symbol[3:])
+            arrays = [i for i, _, _ in entry.arrays]
+            thunk.argtypes = [ctypes.py_object if i in arrays else _CTYPES[_SCALAR_KIND.get(t, "i64")]
+                              for i, t in enumerate(entry.types)]
+            thunk.restype = ctypes.c_int64
+            grouped.setdefault(entry.name, []).append((entry, thunk, arrays))
         for name, variants in grouped.items():
             setattr(self, name, _Function(name, variants))
         self.lib.edgebert_set_default_threads.argtypes = [ctypes.c_int]
@@ -209,11 +205,6 @@ class NativeKernels:
     def max_threads(self) -> int:
         """Threads a kernel may use here: $NUMBA_NUM_THREADS if set (as the JIT path), else the CPUs we may run on."""
         return max_threads()
-
-    def pin_all(self, arrays) -> None:
-        for a in arrays:
-            if isinstance(a, np.ndarray):
-                pin(a)
 
     def run_dynamic(self, kernel, *args):
         """``kernel(*args)`` with chunks of one iteration handed out as threads free up (see gemm._dynamic)."""

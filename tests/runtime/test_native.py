@@ -29,6 +29,9 @@ SYSTEM_SYMBOLS = ("free", "malloc", "memcpy", "memset", "memmove", "sysconf", "a
                   "__tls_get_addr", "__register_atfork", "__cxa_finalize", "__gmon_start__",
                   "_ITM_deregisterTMCloneTable", "_ITM_registerTMCloneTable")
 
+# float64 statistics on both sides, float32 in and out: a float32 rounding or two apart
+ADD_NORM_TOL = 1e-5
+
 TEXTS = ["A short one.", "A somewhat longer sentence about the weather in the mountains today.",
          "x " * 60, "Another.", "The quick brown fox jumps over the lazy dog, twice over, then sleeps."]
 
@@ -180,3 +183,21 @@ def test_native_off_and_ops_outside_the_library_use_the_jit(native_cache, tiny_i
     assert native_supports({"op": "attention", "attrs": {}})
     assert not native_supports({"op": "attention", "attrs": {"window": 64}})
     assert not native_supports({"op": "rotary", "attrs": {}})
+
+
+def test_arguments_that_do_not_fit_are_refused_before_any_write(native_cache):
+    """The thunks check dtype, dimensions and C-contiguity of every array; nothing runs on a misfit."""
+    kernels = library.native_kernels()
+    rng = np.random.default_rng(2)
+    x, r = rng.standard_normal((2, 5, 8)).astype(np.float32)
+    g, b = np.ones(8, np.float32), np.zeros(8, np.float32)
+    out = np.full((5, 8), 7.0, np.float32)
+    for bad in ((x, r, g.astype(np.float64), b, 1e-12, out), (x, r, [1.0] * 8, b, 1e-12, out),
+                (np.asfortranarray(x), r, g, b, 1e-12, out), (x[None], r, g, b, 1e-12, out)):
+        with pytest.raises(TypeError, match="add_norm: argument"):
+            kernels.add_norm(*bad)
+    assert (out == 7.0).all()
+    kernels.add_norm(x, r, g, b, 1e-12, out)
+    from edgebert.runtime.reference import add_norm_ref
+
+    np.testing.assert_allclose(out, add_norm_ref(x, r, g, b, 1e-12), atol=ADD_NORM_TOL)
