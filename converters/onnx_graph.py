@@ -73,6 +73,7 @@ class Linear:
     q: np.ndarray | None = None  # (out, in) int8 as stored, rows = output channels
     scale: np.ndarray | None = None  # (out,) per output channel (a per-tensor scale broadcast)
     zero_point: np.ndarray | None = None  # (out,)
+    input_scale: np.ndarray | None = None  # (in,) SmoothQuant: x * input_scale meets q (our export's form)
     int8: str = ""  # how the file stores the weight as int8 (FORMS), "" for float; q None: requantized
 
 
@@ -259,6 +260,10 @@ class Graph:
         return lin
 
     def _integer_linear(self, n) -> Linear | None:
+        from .onnx_own import per_token_linear
+        own = per_token_linear(self, n)  # our export's form
+        if own is not None:
+            return self._with_bias(own)
         dq = self.producer.get(n.input[0])
         q = self.const(n.input[1])
         if dq is None or dq.op_type != "DynamicQuantizeLinear" or q is None or q.ndim != 2:

@@ -12,6 +12,7 @@ symmetric per output channel (``ModelSpec.prequantized``) and are requantized ot
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from edgebert.errors import UnsupportedModel
 from . import source
 from .family import _max_length
 from .onnx_graph import Graph, Linear, Norm, attr, read_onnx
+from .onnx_own import row_int8_table
 from .spec import EncoderConfig, ModelSpec
 
 QMAX = 127  # converters/quantize.py's symmetric range: an int8 source value of -128 cannot be kept
@@ -106,6 +108,8 @@ def _embeddings(g: Graph, norm: Norm) -> dict:
     tables = {"word": _table(g, by_input[0]), "token_type": None, "position": None,
               "int8": any(g.const(n.input[0]).dtype != np.float32 or g.int8_weight(n.input[0]) is not None
                           for n in gathers)}
+    word_rows = row_int8_table(g, by_input[0])  # symmetric per row, as ours: kept
+    tables["word_q"] = (word_rows[0], word_rows[1]) if word_rows is not None else (None, None)
     if len(by_input) == 2:
         tables["token_type"] = _table(g, by_input[1])
     zero_types = None
@@ -133,6 +137,9 @@ def _table(g: Graph, n) -> np.ndarray | None:
         return None
     if t.dtype == np.float32:
         return t
+    rows = row_int8_table(g, n)
+    if rows is not None:  # our export's int8 rows, a scale per row
+        return rows[0].astype(np.float32) * rows[1][:, None]
     dq = g.only_consumer(n.output[0], "DequantizeLinear")
     scale = g.const(dq.input[1]) if dq is not None else None
     zero = g.const(dq.input[2]) if dq is not None and len(dq.input) > 2 and dq.input[2] else np.zeros((), t.dtype)
@@ -143,6 +150,9 @@ def _table(g: Graph, n) -> np.ndarray | None:
 
 
 def _lookup_out(g: Graph, n) -> str:
+    rows = row_int8_table(g, n)
+    if rows is not None:
+        return rows[2]
     dq = g.only_consumer(n.output[0], "DequantizeLinear")
     return dq.output[0] if dq is not None else n.output[0]
 
@@ -210,9 +220,9 @@ def _split_qkv(g: Graph, lin: Linear) -> list[Linear] | None:
     views = []
     for j, out in enumerate(split.output):
         rows = slice(j * N // 3, (j + 1) * N // 3)
-        views.append(Linear(lin.node, lin.x, out, lin.weight[rows], None if lin.bias is None else lin.bias[rows],
-                            *(None if v is None else v[rows] for v in (lin.q, lin.scale, lin.zero_point)),
-                            int8=lin.int8))
+        views.append(replace(lin, out=out, weight=lin.weight[rows], bias=None if lin.bias is None else lin.bias[rows],
+                             **{k: None if v is None else v[rows] for k, v in (("q", lin.q), ("scale", lin.scale),
+                                                                               ("zero_point", lin.zero_point))}))
     return views
 
 
@@ -284,7 +294,7 @@ def _head(g: Graph, rest: list, h: str) -> tuple[dict | None, dict | None]:
 def _fill(spec: ModelSpec, emb: dict, norm: Norm, layers: list) -> None:
     spec[names.TOKEN_EMBD.prefix() + names.WEIGHT] = emb["word"]
     if emb["int8"]:  # int8 per tensor in the source, per row here: requantized
-        spec.prequantized[names.TOKEN_EMBD.prefix() + names.WEIGHT] = (None, None)
+        spec.prequantized[names.TOKEN_EMBD.prefix() + names.WEIGHT] = emb["word_q"]
     spec[names.POSITION_EMBD.prefix() + names.WEIGHT] = emb["position"]
     if emb["token_type"] is not None:
         spec[names.TOKEN_TYPE_EMBD.prefix() + names.WEIGHT] = emb["token_type"]
@@ -306,7 +316,13 @@ def _linear(spec: ModelSpec, prefix: str, parts: list[Linear]) -> None:
     if any(p.int8 for p in parts):  # kept where every part is int8, symmetric, per output channel
         keep = all(p.q is not None and not p.zero_point.any() and p.q.min() >= -QMAX for p in parts)
         q = np.concatenate([p.q for p in parts]) if keep else None
-        spec.prequantized[prefix + names.WEIGHT] = (q, np.concatenate([p.scale for p in parts]) if keep else None)
+        entry = (q, np.concatenate([p.scale for p in parts]) if keep else None)
+        smoothed = [p.input_scale for p in parts if p.input_scale is not None]
+        if keep and smoothed:  # one fused Q/K/V input: one input scale
+            if len(smoothed) != len(parts) or any(not np.array_equal(s, smoothed[0]) for s in smoothed):
+                raise UnsupportedModel(f"{prefix}: parts of one linear with different input scales")
+            entry += (smoothed[0],)
+        spec.prequantized[prefix + names.WEIGHT] = entry
         spec.prequantized_from = ", ".join(sorted({p.int8 for p in parts if p.int8} | _forms(spec)))
 
 

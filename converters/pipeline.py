@@ -46,6 +46,9 @@ def convert(src: str | Path, out: str | Path, dtype: str = "int8", allow_pickle:
         texts, source = calibrate_mod.calibration_texts(calibrate)
         plan = calibrate_mod.make_plan(spec, texts, source, alpha=smooth_alpha, keep=keep,
                                        keep_as=keep_as)
+        for name, kept in spec.prequantized.items():  # a source's SmoothQuant scales, kept with its int8
+            if len(kept) > 2:
+                plan.smooth[name.removesuffix(names.WEIGHT)] = 1.0 / kept[2]
     tensors, report = quantize_spec(spec, dtype, plan)
     write_model(out, tensors, metadata(spec, dtype, report, plan))
     return report
@@ -99,7 +102,9 @@ def quantize_spec(spec: ModelSpec, dtype: str, plan=None) -> tuple[dict[str, np.
                 tensors[base + names.INPUT_SCALE] = (1.0 / s).astype(np.float32)
             q, scale, err = quantize.quantize_rows(w)
             if spec.prequantized.get(name, (None,))[0] is not None:  # the source's int8, no second rounding
-                q, scale = spec.prequantized[name]
+                q, scale = spec.prequantized[name][:2]
+                if len(spec.prequantized[name]) > 2:  # and its input scale, exactly (not 1 / (1 / x))
+                    tensors[base + names.INPUT_SCALE] = spec.prequantized[name][2]
                 err = quantize.measure_error(w, quantize.dequantize_rows(q, scale))
             tensors[name], tensors[base + names.SCALE] = q, scale
             report[name] = err.as_dict()
@@ -137,7 +142,7 @@ def metadata(spec: ModelSpec, dtype: str, report: dict, plan=None) -> dict:
 
 def source_quantization(spec: ModelSpec, dtype: str) -> dict:
     """Which weights came as int8 from the source, and what became of them (edgebert info says)."""
-    kept = sorted(n for n, (q, _) in spec.prequantized.items() if q is not None and dtype == "int8")
+    kept = sorted(n for n, kept in spec.prequantized.items() if kept[0] is not None and dtype == "int8")
     requantized = sorted(n for n in spec.prequantized if n not in kept and dtype == "int8")
     return {"source": f"ONNX int8 ({spec.prequantized_from or 'DynamicQuantizeLinear + MatMulInteger'})",
             "kept": kept, "requantized": requantized,

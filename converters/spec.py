@@ -272,10 +272,11 @@ class ModelSpec:
     head: dict | None = None
     head_graph: HeadGraph = BERT_HEADS  # how the family's head nodes differ (converters/graph.py)
     architecture: str = "bert"  # the family (edgebert.architecture), informational
-    # int8 sources (ONNX): weight name -> (q, scale) kept exactly, or (None, None) when the source's int8
-    # values were not symmetric per output channel and are dequantized and requantized
+    # int8 sources (ONNX): weight name -> (q, scale) kept exactly, (q, scale, input_scale) with a SmoothQuant
+    # input scale (our own export), or (None, None) when the source's int8 values were not symmetric per
+    # output channel and are dequantized and requantized
     prequantized: dict = field(default_factory=dict)
-    prequantized_from: str = ""  # the int8 source's form(s), e.g. "QDQ (DequantizeLinear weights)"
+    prequantized_from: str = ""  # the int8 source's form(s), e.g. "QDQ, DynamicQuantizeLinear + MatMulInteger"
 
     def __post_init__(self):
         if not self.slots:

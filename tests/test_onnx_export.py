@@ -104,3 +104,26 @@ def test_minilm_export_on_real_text(minilm_int8, tmp_path, pang_lee_texts):
     theirs, ours = run_both(minilm_int8, tmp_path / "model.onnx", b)
     c = token_cosines(theirs["last_hidden_state"], ours["last_hidden_state"], b["attention_mask"])
     assert c.mean() >= INT8_MEAN_COSINE and c.min() >= INT8_WORST_COSINE, (c.mean(), c.min())
+
+
+def test_int8_export_converts_back_with_the_same_weights(tiny_int8, tmp_path):
+    """edgebert export -> edgebert convert: our per-token MatMulInteger linears (SmoothQuant input scales
+    included), the float-activation linears' DequantizeLinear weights and the int8 embedding rows are
+    recognised and kept: every tensor bit-identical to the original file's."""
+    from edgebert.converters import convert
+    from edgebert.info import file_info
+    from edgebert.onnx_export import export_onnx
+
+    export_onnx(tiny_int8, tmp_path / "e" / "model.onnx")
+    convert(tmp_path / "e" / "model.onnx", tmp_path / "back.edgebert", dtype="int8")
+    first, back = read_model(tiny_int8), read_model(tmp_path / "back.edgebert")
+    assert sorted(first.tensors) == sorted(back.tensors)
+    assert any(name.endswith(".input_scale") for name in first.tensors)  # the SmoothQuant case is exercised
+    for name in first.tensors:
+        a, b = np.asarray(first.tensors[name]), np.asarray(back.tensors[name])
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+    rec = file_info(tmp_path / "back.edgebert")["source_quantization"]
+    assert rec["requantized"] == [] and "edgebert export" in rec["source"]
+    assert len(rec["kept"]) == sum(1 for n, t in first.tensors.items() if np.asarray(t).dtype == np.int8)
+    for key in ("edgebert.config", "edgebert.pooling", "edgebert.tokenizer_config", "edgebert.tokenizer"):
+        assert first.metadata[key] == back.metadata[key], key
