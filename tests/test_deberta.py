@@ -250,3 +250,22 @@ def test_sentence_transformers_folder_keeps_pooling(deberta, tmp_path):
     pooled = (expected["last_hidden_state"] * mask).sum(1) / mask.sum(1)
     want = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
     np.testing.assert_allclose(model.embed(FIRST), want, atol=FP32_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("position_buckets", 16, "position_buckets is 16, but the content says 8"),
+    ("max_relative_positions", None, "max_relative_positions is None, but the content says 16"),
+    ("share_att_key", False, "share_att_key is False, but the content says True"),
+    ("rel_norm", 1, "rel_norm is 1; it must be a JSON boolean"),
+    ("position", "absolute", "position is 'absolute', but the content says 'relative'"),
+])
+def test_description_checked_against_the_graph(deberta, tmp_path, field, value, says):
+    """The new config fields are read back from the disentangled_attention nodes: a wrong value is refused,
+    a missing one (a file of an earlier writer) derived."""
+    from edgebert.description import describe
+    from test_description import _refused, _rewrite
+
+    src = deberta("model-v3", "float32")
+    _refused(src, tmp_path, lambda meta: meta["edgebert.config"].__setitem__(field, value), says)
+    old = _rewrite(src, tmp_path / "old.edgebert", lambda meta: meta["edgebert.config"].pop(field))
+    assert describe(read_model(old)).config[field] == json.loads((read_model(src).metadata["edgebert.config"]))[field]
