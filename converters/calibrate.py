@@ -111,14 +111,34 @@ def smoothing_scales(x: np.ndarray, w: np.ndarray, alpha: float) -> np.ndarray:
 
 def simulated_sqnr(x: np.ndarray, w: np.ndarray, s: np.ndarray | None) -> float:
     """Output SQNR (dB) of one linear when quantized as at run time, on recorded inputs."""
-    from edgebert.runtime.kernels.gemm_ref import fake_quantize_rows_ref
-
     exact = x.astype(np.float64) @ w.T.astype(np.float64)
     xs, ws = (x, w) if s is None else (x * (1.0 / s), w * s)
     q, scale, _ = quantize.quantize_rows(ws)
-    approx = fake_quantize_rows_ref(xs.astype(np.float32)).astype(np.float64) @ \
+    approx = fake_quantize_rows(xs.astype(np.float32)).astype(np.float64) @ \
         quantize.dequantize_rows(q, scale).T.astype(np.float64)
-    return quantize.measure_error(exact, approx).sqnr_db
+    # quantize.measure_error's SQNR with dot products (BLAS) instead of temporaries and pairwise sums: on
+    # MiniLM's (tokens, 1536) outputs 1.5 s less; the same value up to float64 summation order
+    err = (exact - approx).ravel()
+    noise, signal = float(err @ err), float(exact.ravel() @ exact.ravel())
+    return float("inf") if noise == 0 else 10.0 * np.log10(signal / noise) if signal > 0 else float("-inf")
+
+
+def fake_quantize_rows(x: np.ndarray) -> np.ndarray:
+    """runtime/kernels/gemm_ref.fake_quantize_rows_ref over all rows at once (its per-row Python loop took
+    3 s of MiniLM's calibration): the same float32 operations per element, so bit-identical (tested)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.shape[1] == 0:
+        return np.zeros(x.shape, np.float32)
+    lo, hi = x.min(axis=1), x.max(axis=1)
+    c = (hi + lo) * np.float32(0.5)
+    r = (hi - lo) * np.float32(0.5)
+    with np.errstate(divide="ignore", over="ignore"):
+        inv = np.float32(127.0) / r  # float32 division
+    ok = np.isfinite(inv)  # else (a constant row): q = 0, sa = 1, the row is its centre
+    inv = np.where(ok, inv, np.float32(0))
+    q = np.clip(np.rint((x - c[:, None]) * inv[:, None]), -127, 127).astype(np.int8)
+    sa = np.where(ok, r / np.float32(127.0), np.float32(1))
+    return q.astype(np.float32) * sa[:, None] + c[:, None]
 
 
 def make_plan(spec: ModelSpec, texts: list[str], source: str, alpha: float = DEFAULT_ALPHA,
