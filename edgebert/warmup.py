@@ -28,7 +28,10 @@ from . import __version__
 
 def _marker() -> Path:
     import llvmlite.binding as llvm
-    import numba
+
+    from .runtime.startup import import_numba
+
+    numba = import_numba()  # the edgebert way (no scipy probes): this may be the process's first import
 
     folder = Path(os.environ.get("EDGEBERT_CACHE") or Path.home() / ".cache" / "edgebert")
     return folder / f"compiled-{llvm.get_host_cpu_name()}-numba{numba.__version__}-edgebert{__version__}"

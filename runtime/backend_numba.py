@@ -82,7 +82,9 @@ def attention(node, ctx):
 
 
 def _attention_window(node, ctx, heads, head_dim):
-    from .kernels.attention_window import attention_window, make_scratch
+    from .kernels.attention_layout import per_thread, window_scratch_size
+
+    attention_window = ctx.kernel("attention_window", "attention_window")
 
     window = int(node["attrs"]["window"])
     (qkv_name, off_name), (out_name,) = node["inputs"], node["outputs"]
@@ -93,7 +95,7 @@ def _attention_window(node, ctx, heads, head_dim):
         key = ("window", window, head_dim)
         scratch = ws.attention_scratch.get(key)
         if scratch is None:
-            scratch = ws.attention_scratch[key] = make_scratch(window, head_dim)
+            scratch = ws.attention_scratch[key] = per_thread(window_scratch_size(window, head_dim), ctx.kernel_threads)
         out = ctx.buffer(out_name, qkv.shape[0])
         attention_window(qkv, v[off_name], heads, window, out, scratch)
         v[out_name] = out
@@ -101,8 +103,9 @@ def _attention_window(node, ctx, heads, head_dim):
 
 
 def rotary(node, ctx):
-    from .kernels.rotary import inverse_frequencies
-    from .kernels.rotary import rotary as rotary_kernel
+    from .kernels.attention_layout import inverse_frequencies
+
+    rotary_kernel = ctx.kernel("rotary", "rotary")
 
     heads = int(node["attrs"]["num_heads"])
     (qkv_name, pos_name), (out_name,) = node["inputs"], node["outputs"]
@@ -192,8 +195,10 @@ def tied_linear(node, ctx):
 
 
 def relative_attention(node, ctx):
-    from .kernels.relative import distance_bias, make_scratch, scratch_size
-    from .kernels.relative import relative_attention as relative_kernel
+    from .kernels.attention_layout import distance_bias, per_thread
+    from .kernels.attention_layout import relative_scratch_size as scratch_size
+
+    relative_kernel = ctx.kernel("relative", "relative_attention")
 
     heads, buckets, distance = (int(node["attrs"][k]) for k in ("num_heads", "num_buckets", "max_distance"))
     prefix = node["params"]["bias"]
@@ -211,7 +216,8 @@ def relative_attention(node, ctx):
         key = ("relative", head_dim)
         scratch = ws.attention_scratch.get(key)
         if scratch is None or scratch.shape[1] < scratch_size(ws.longest, head_dim):
-            scratch = ws.attention_scratch[key] = make_scratch(max(ws.longest, 128), head_dim)
+            scratch = ws.attention_scratch[key] = per_thread(scratch_size(max(ws.longest, 128), head_dim),
+                                                             ctx.kernel_threads)
         out = ctx.buffer(out_name, qkv.shape[0])
         relative_kernel(qkv, v[off_name], heads, by_distance, centre, out, scratch)
         v[out_name] = out
@@ -247,13 +253,13 @@ def disentangled_attention(node, ctx):
 
 # The ops the native library runs (runtime/native/entries.py has their kernels); others use the JIT.
 NATIVE_OPS = frozenset({"embed", "linear", "attention", "add_norm", "geglu", "first_token", "norm", "tied_linear",
-                        "add", "mean_pool"})
+                        "add", "mean_pool", "rotary", "relative_attention"})
 
 
 
 def native_supports(node) -> bool:
     """Whether the native library has every kernel ``node``'s binder calls."""
-    return node["op"] in NATIVE_OPS and not (node["op"] == "attention" and node["attrs"].get("window") is not None)
+    return node["op"] in NATIVE_OPS
 
 
 BINDERS = {"embed": embed, "linear": linear, "attention": attention, "add_norm": add_norm, "geglu": geglu,

@@ -1,5 +1,5 @@
-"""The attention kernel's blocking constants and per-thread scratch size (no Numba: the native
-library's binders size scratch with them too)."""
+"""What the attention-family kernels need prepared on the NumPy side, without Numba (the native
+library's binders use it too): blocking constants, per-thread scratch, per-model tables."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,9 +20,42 @@ def scratch_size(max_len: int, head_dim: int) -> int:
 
 
 def make_scratch(max_len: int, head_dim: int, threads: int | None = None) -> np.ndarray:
-    """Scratch for ``threads`` kernel threads (default: Numba's pool size), one row each."""
+    """attention's scratch for ``threads`` kernel threads (default: Numba's pool size), one row each."""
+    return per_thread(scratch_size(max_len, head_dim), threads)
+
+
+def per_thread(words: int, threads: int | None = None) -> np.ndarray:
+    """(threads, words) float32: one scratch row per kernel thread (default: Numba's pool size)."""
     if threads is None:
         import numba
 
         threads = numba.config.NUMBA_NUM_THREADS
-    return np.empty((threads, scratch_size(max_len, head_dim)), dtype=np.float32)
+    return np.empty((threads, words), dtype=np.float32)
+
+
+# ---- relative_attention (relative.py) -------------------------------------------------
+def distance_bias(table: np.ndarray, num_buckets: int, max_distance: int, cap: int) -> tuple[np.ndarray, int]:
+    """(by_distance (nh, 2 cap - 1) float32, centre = cap - 1): bias of every distance of sequences
+    up to ``cap`` tokens, from the (buckets, nh) table."""
+    from ..reference import relative_buckets_ref
+
+    distance = np.arange(-(cap - 1), cap)
+    by_distance = table[relative_buckets_ref(distance, num_buckets, max_distance)].T  # (nh, 2 cap - 1)
+    return np.ascontiguousarray(by_distance, dtype=np.float32), cap - 1
+
+
+def relative_scratch_size(max_len: int, head_dim: int) -> int:
+    """float32 words one thread needs: K and V (L, d) each, a score row (L,), a context row (d,)."""
+    L = max(max_len, 1)
+    return 2 * L * head_dim + L + head_dim
+
+
+# ---- attention_window (attention_window.py) -------------------------------------------
+def window_scratch_size(window: int, head_dim: int) -> int:
+    return 2 * window + 1 + head_dim
+
+
+# ---- rotary (rotary.py) ------------------------------------------------------------------
+def inverse_frequencies(head_dim: int, theta: float) -> np.ndarray:
+    """(d/2,) float64: theta^(-2i/d), computed once per node at bind time."""
+    return 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)

@@ -17,10 +17,12 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .attention_layout import per_thread, window_scratch_size
+
 
 
 def make_scratch(window: int, head_dim: int) -> np.ndarray:
-    return np.empty((numba.config.NUMBA_NUM_THREADS, 2 * window + 1 + head_dim), dtype=np.float32)
+    return per_thread(window_scratch_size(window, head_dim))
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)

@@ -20,25 +20,15 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ..reference import relative_buckets_ref
-
-
-def distance_bias(table: np.ndarray, num_buckets: int, max_distance: int, cap: int) -> tuple[np.ndarray, int]:
-    """(by_distance (nh, 2 cap - 1) float32, centre = cap - 1): bias of every distance of sequences
-    up to ``cap`` tokens, from the (buckets, nh) table."""
-    distance = np.arange(-(cap - 1), cap)
-    by_distance = table[relative_buckets_ref(distance, num_buckets, max_distance)].T  # (nh, 2 cap - 1)
-    return np.ascontiguousarray(by_distance, dtype=np.float32), cap - 1
+from .attention_layout import distance_bias, per_thread, relative_scratch_size  # noqa: F401  (binders')
 
 
 def scratch_size(max_len: int, head_dim: int) -> int:
-    """float32 words one thread needs: K and V (L, d) each, a score row (L,), a context row (d,)."""
-    L = max(max_len, 1)
-    return 2 * L * head_dim + L + head_dim
+    return relative_scratch_size(max_len, head_dim)
 
 
 def make_scratch(max_len: int, head_dim: int) -> np.ndarray:
-    return np.empty((numba.config.NUMBA_NUM_THREADS, scratch_size(max_len, head_dim)), dtype=np.float32)
+    return per_thread(relative_scratch_size(max_len, head_dim))
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=True)

@@ -14,12 +14,8 @@ import numpy as np
 from . import _jit  # noqa: F401,I001  (Numba with edgebert's settings first)
 from numba import njit, prange
 
+from .attention_layout import inverse_frequencies  # noqa: F401  (the binders')
 from .gemm_portable import JIT_OPTS
-
-
-def inverse_frequencies(head_dim: int, theta: float) -> np.ndarray:
-    """(d/2,) float64: theta^(-2i/d), computed once per node at bind time."""
-    return 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
 
 
 @njit(parallel=True, **JIT_OPTS)

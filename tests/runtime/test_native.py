@@ -24,8 +24,10 @@ from edgebert.runtime.native import library
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                                 reason="no C compiler to link the native library")
 
-# What a built library may still need from the system: the C library and POSIX threads.
-SYSTEM_SYMBOLS = ("free", "malloc", "memcpy", "memset", "memmove", "sysconf", "abort", "sqrt", "sqrtf",
+# What a built library may still need from the system: the C library, libm and POSIX threads.
+LIBM = tuple(f"{name}{suffix}" for name in ("exp", "log", "sin", "cos", "sincos", "sqrt", "tanh", "erf", "pow",
+                                             "floor", "ceil", "fabs") for suffix in ("", "f"))
+SYSTEM_SYMBOLS = LIBM + ("free", "malloc", "memcpy", "memset", "memmove", "sysconf", "abort",
                   "__tls_get_addr", "__register_atfork", "__cxa_finalize", "__gmon_start__",
                   "_ITM_deregisterTMCloneTable", "_ITM_registerTMCloneTable")
 
@@ -75,17 +77,41 @@ def test_numba_free_packers_match_each_path_module(path):
         np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("fixture", ["tiny_int8", "minilm_int8"])
+@pytest.fixture(scope="module")
+def family_int8(tmp_path_factory, minilm_dir, pang_lee_texts):
+    """int8 files of tiny ModernBERT (rotary, windowed and global attention, GeGLU, mean pooling)
+    and MPNet (relative attention) models, by name."""
+    pytest.importorskip("transformers")
+    from edgebert.converters import convert
+    from family_models import make_family_model
+    from modernbert_models import make_modernbert
+
+    out = {}
+    folder = tmp_path_factory.mktemp("native-modernbert")
+    src = make_modernbert(folder, "ModernBertForSequenceClassification", pang_lee_texts,
+                          classifier_pooling="mean", num_labels=2)
+    convert(src, folder / "m.edgebert", dtype="int8")
+    out["modernbert"] = folder / "m.edgebert"
+    folder = tmp_path_factory.mktemp("native-mpnet")
+    src = make_family_model(folder, "mpnet", "MPNetModel", pang_lee_texts, minilm_dir)
+    convert(src, folder / "m.edgebert", dtype="int8")
+    out["mpnet"] = folder / "m.edgebert"
+    return out
+
+
+@pytest.mark.parametrize("fixture", ["tiny_int8", "minilm_int8", "modernbert", "mpnet"])
 def test_native_equals_the_jit_bit_for_bit(native_cache, request, fixture):
     """Same file, both backends: every graph output identical, at 1 and 2 threads, ragged batches."""
-    path = request.getfixturevalue(fixture)
+    path = (request.getfixturevalue(fixture) if fixture.endswith("int8")
+            else request.getfixturevalue("family_int8")[fixture])
     native = edgebert.load(path, backend="native", threads=2)
     jit = edgebert.load(path, backend="numba", threads=2)
     assert native.backend == "native" and jit.backend == "numba"
     for texts in (TEXTS[:1], TEXTS, TEXTS * 7):
         np.testing.assert_array_equal(native.embed(texts), jit.embed(texts))
-    ids = np.array([[101, 2023, 2003, 1037, 3231, 102, 0, 0], [101, 7592, 102, 0, 0, 0, 0, 0]], np.int64)
-    mask = (ids != 0).astype(np.int64)
+    ids = np.random.default_rng(3).integers(1, native.config["vocab_size"], (3, 40))
+    mask = np.ones_like(ids)
+    mask[1, 25:] = mask[2, 3:] = 0
     for threads in (1, 2):
         a = native._forward(*_packed(native, ids, mask), outputs=None, threads=threads)
         b = jit._forward(*_packed(jit, ids, mask), outputs=None, threads=threads)
@@ -181,8 +207,8 @@ def test_native_off_and_ops_outside_the_library_use_the_jit(native_cache, tiny_i
     from edgebert.runtime.backend_numba import native_supports
 
     assert native_supports({"op": "attention", "attrs": {}})
-    assert not native_supports({"op": "attention", "attrs": {"window": 64}})
-    assert not native_supports({"op": "rotary", "attrs": {}})
+    assert native_supports({"op": "attention", "attrs": {"window": 64}})
+    assert not native_supports({"op": "disentangled_attention", "attrs": {}})
 
 
 def test_arguments_that_do_not_fit_are_refused_before_any_write(native_cache):
