@@ -269,3 +269,15 @@ def test_description_checked_against_the_graph(deberta, tmp_path, field, value, 
     _refused(src, tmp_path, lambda meta: meta["edgebert.config"].__setitem__(field, value), says)
     old = _rewrite(src, tmp_path / "old.edgebert", lambda meta: meta["edgebert.config"].pop(field))
     assert describe(read_model(old)).config[field] == json.loads((read_model(src).metadata["edgebert.config"]))[field]
+
+
+def test_rerank_as_a_cross_encoder(deberta):
+    """A one-label DeBERTa-v3 classifier (the zero-shot/NLI rerankers' form) ranks (query, document) pairs
+    with CrossEncoder.predict's sigmoid scores, computed with transformers."""
+    from test_rerank import DOCS, FP32_SCORE_ATOL, QUERY, _cross_encoder_scores
+
+    model = edgebert.load(deberta("regression-v3", "float32"))
+    want = _cross_encoder_scores(deberta("regression-v3"), QUERY, DOCS, model.max_length)
+    ranked = model.rerank(QUERY, DOCS)
+    assert [r["corpus_id"] for r in ranked] == list(np.argsort(-want, kind="stable"))
+    np.testing.assert_allclose([r["score"] for r in ranked], np.sort(want)[::-1], atol=FP32_SCORE_ATOL, rtol=0)
