@@ -106,5 +106,8 @@ DEBERTA_V2 = register_family(Family(
         "DebertaV2ForMaskedLM": Head("masked-lm", (MLM,), decoder="cls.predictions.decoder.weight"),
     },
     head_graph=head_graph,
-    # buffers; a position table transformers does not use (position_biased_input false) is skipped as it does
-    ignored=("embeddings.position_ids", "embeddings.position_embeddings.weight")))
+    # buffers; what transformers skips when it loads Microsoft's releases into these classes: a position
+    # table they do not use (position_biased_input false) and the pre-training MLM head (lm_predictions)
+    ignored=("embeddings.position_ids", "embeddings.position_embeddings.weight",
+             *(f"lm_predictions.lm_head.{n}" for n in ("bias", "dense.weight", "dense.bias", "LayerNorm.weight",
+                                                       "LayerNorm.bias")))))

@@ -54,6 +54,11 @@ def convert(src: str | Path, out: str | Path, dtype: str = "int8", allow_pickle:
     return report
 
 
+# The encoder a config.json without ``architectures`` stands for (AutoModel's choice): old BERT
+# checkpoints, and Microsoft's DeBERTa-v2/v3 releases (microsoft/deberta-v3-base)
+BARE_BY_MODEL_TYPE = {"bert": "BertModel", "deberta-v2": "DebertaV2Model"}
+
+
 def load(src: str | Path, allow_pickle: bool = False, tokenizer: str | Path | None = None) -> ModelSpec:
     folder = Path(src)
     if folder.suffix.lower() == ".onnx":  # an ONNX export, mapped by structure (converters/onnx_source.py)
@@ -64,8 +69,8 @@ def load(src: str | Path, allow_pickle: bool = False, tokenizer: str | Path | No
     cfg = read_json(folder / "config.json")
     archs = cfg.get("architectures") or []
     if not isinstance(archs, list) or len(archs) != 1 or not isinstance(archs[0], str):
-        if cfg.get("model_type") == "bert" and not archs:
-            archs = ["BertModel"]  # checkpoints saved without an architectures field
+        if cfg.get("model_type") in BARE_BY_MODEL_TYPE and not archs:
+            archs = [BARE_BY_MODEL_TYPE[cfg["model_type"]]]  # checkpoints saved without an architectures field
         else:
             raise UnsupportedModel(f"{folder}/config.json: expected one entry in 'architectures', got {archs!r}")
     return get_loader(archs[0])(folder, cfg, allow_pickle=allow_pickle)

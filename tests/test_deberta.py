@@ -281,3 +281,30 @@ def test_rerank_as_a_cross_encoder(deberta):
     ranked = model.rerank(QUERY, DOCS)
     assert [r["corpus_id"] for r in ranked] == list(np.argsort(-want, kind="stable"))
     np.testing.assert_allclose([r["score"] for r in ranked], np.sort(want)[::-1], atol=FP32_SCORE_ATOL, rtol=0)
+
+
+def test_microsoft_release_layout(deberta, tmp_path):
+    """As microsoft/deberta-v3-base ships: no architectures (AutoModel: DebertaV2Model), pos_att_type
+    "p2c|c2p", defaults left out, an unused position table and the pre-training lm_predictions head in the
+    checkpoint (transformers skips both); it converts as the bare encoder and matches transformers."""
+    from safetensors.numpy import load_file, save_file
+
+    folder = tmp_path / "release"
+    shutil.copytree(deberta("model-v3"), folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    for key in ("architectures", "pos_att_type", "layer_norm_eps", "hidden_act", "type_vocab_size"):
+        cfg.pop(key)
+    (folder / "config.json").write_text(json.dumps({**cfg, "pos_att_type": "p2c|c2p"}))
+    weights = {f"deberta.{k}": v for k, v in load_file(folder / "model.safetensors").items()}
+    rng = np.random.default_rng(0)
+    extra = {"deberta.embeddings.position_embeddings.weight": (64, 32), "lm_predictions.lm_head.bias": (600,),
+             "lm_predictions.lm_head.dense.weight": (32, 32), "lm_predictions.lm_head.dense.bias": (32,),
+             "lm_predictions.lm_head.LayerNorm.weight": (32,), "lm_predictions.lm_head.LayerNorm.bias": (32,)}
+    weights.update({k: rng.standard_normal(s).astype(np.float32) for k, s in extra.items()})
+    save_file(weights, folder / "model.safetensors")
+    edgebert.converters.convert(folder, tmp_path / "release.edgebert", dtype="float32")
+    assert read_model(tmp_path / "release.edgebert").metadata["edgebert.source_architecture"] == "DebertaV2Model"
+    batch, expected = _torch_outputs(deberta("model-v3"), [])
+    got = _run(tmp_path / "release.edgebert", batch)["last_hidden_state"]
+    mask = batch["attention_mask"].astype(bool)
+    np.testing.assert_allclose(got[mask], expected["last_hidden_state"][mask], atol=FP32_ATOL, rtol=0)
