@@ -27,6 +27,7 @@ from edgebert.errors import UnsupportedModel
 MS = "com.microsoft"
 # Attention attributes that change the math; any other value than the default is refused.
 ATTENTION_DEFAULTS = {"unidirectional": 0, "do_rotary": 0, "past_present_share_buffer": 0}
+SCALE_RTOL = 1e-6  # a float32 attribute against 1/sqrt(d) in float64
 GELU_TANH_C = math.sqrt(2.0 / math.pi)  # 0.5 x (1 + tanh(c (x + 0.044715 x^3)))
 
 
@@ -37,7 +38,8 @@ class _Rewriter:
         self.h, self.nh, self.where = helper, numpy_helper, where
         g = model.graph
         self.graph = g
-        self.inits = {t.name for t in g.initializer}
+        self.dims = {t.name: list(t.dims) for t in g.initializer}
+        self.inits = set(self.dims)
         self.taken = self.inits | {i.name for i in g.input} | {o for n in g.node for o in n.output}
         self.count, self.new_inits = 0, []
         self.out: list = []  # the rewritten node list
@@ -169,11 +171,14 @@ def _attention(r: _Rewriter, node, quantized: bool = False) -> None:
     k = r.op("Transpose", [r.op("Reshape", [k, heads])], perm=[0, 2, 3, 1])  # (B, nh, hd, T)
     v = r.op("Transpose", [r.op("Reshape", [v, heads])], perm=[0, 2, 1, 3])
     scores = r.op("MatMul", [q, k])
-    if "scale" in a:
-        scores = r.op("Mul", [scores, r.const(np.float32(a["scale"]))])
-    else:
-        hd = r.op("Cast", [r.op("Gather", [r.op("Shape", [q]), r.const(np.int64(3))])], to=1)
-        scores = r.op("Div", [scores, r.op("Sqrt", [hd])])
+    if "scale" in a:  # our attention divides by sqrt(head width): only that scale maps
+        dims = r.dims.get(node.input[1], [])
+        expected = 1.0 / math.sqrt(dims[1] / 3 / nh) if len(dims) == 2 and dims[1] % (3 * nh) == 0 else None
+        if expected is None or not math.isclose(a["scale"], expected, rel_tol=SCALE_RTOL):
+            r.refuse(node, f"attention scale {a['scale']} is not 1/sqrt(head width)"
+                     + (f" ({expected:.7g})" if expected else " (the packed weight's shape is unknown)"))
+    hd = r.op("Cast", [r.op("Gather", [r.op("Shape", [q]), r.const(np.int64(3))])], to=1)
+    scores = r.op("Div", [scores, r.op("Sqrt", [hd])])
     ctx = r.op("MatMul", [r.op("Softmax", [scores], axis=-1), v])
     r.op("Reshape", [r.op("Transpose", [ctx], perm=[0, 2, 1, 3]), r.const(np.array([0, 0, -1], np.int64))],
          node.output[0])

@@ -217,3 +217,63 @@ def test_real_minilm_optimizer_output(tmp_path, minilm_dir, pang_lee_texts):
     real = b["attention_mask"].astype(bool)
     got = last_hidden(tmp_path / "m.edgebert", b)
     np.testing.assert_allclose(got[real], torch_outputs(model, b)[0][real], atol=FP32_ATOL, rtol=0)
+
+
+def _edit_fused(src, out, edit) -> None:
+    model = onnx.load(str(src))
+    edit(model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(out))
+    _tokenizer_beside(src, out)
+
+
+def _gelu_without_bias(model) -> None:
+    """BiasGelu(x, b) -> Add(x, b), com.microsoft Gelu (the optimizer's form when the bias stays apart)."""
+    from onnx import helper
+
+    nodes = []
+    for n in model.graph.node:
+        if n.op_type == "BiasGelu":
+            nodes += [helper.make_node("Add", list(n.input), [n.output[0] + "_biased"], name=n.name + "_add"),
+                      helper.make_node("Gelu", [n.output[0] + "_biased"], list(n.output), name=n.name + "_gelu",
+                                       domain="com.microsoft")]
+        else:
+            nodes.append(n)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+
+
+def _attention_scale(value: float):
+    def edit(model) -> None:
+        from onnx import helper
+        for n in model.graph.node:
+            if n.op_type == "Attention":
+                n.attribute.append(helper.make_attribute("scale", value))
+    return edit
+
+
+@pytest.mark.parametrize("variant", ["gelu", "scale"])
+def test_fused_op_variants_match_onnx_runtime(source, tmp_path, variant):
+    """com.microsoft Gelu without a bias, and Attention with an explicit scale of 1/sqrt(head width)."""
+    _, path = source()
+    fused = optimized(path, tmp_path / "opt" / "model.onnx")
+    edit = _gelu_without_bias if variant == "gelu" else _attention_scale(1 / np.sqrt(WIDTH // HEADS))
+    _edit_fused(fused, tmp_path / variant / "model.onnx", edit)
+    assert ("com.microsoft::Gelu" if variant == "gelu" else "com.microsoft::Attention") in ops(tmp_path / variant /
+                                                                                              "model.onnx")
+    convert(tmp_path / variant / "model.onnx", tmp_path / "f.edgebert", "float32")
+    b = batch()
+    real = b["attention_mask"].astype(bool)
+    np.testing.assert_allclose(last_hidden(tmp_path / "f.edgebert", b)[real],
+                               onnx_runtime(tmp_path / variant / "model.onnx", b)[0][real], atol=FP32_ATOL, rtol=0)
+
+
+def test_attention_with_another_scale_is_refused(source, tmp_path):
+    from edgebert.errors import UnsupportedModel
+
+    _, path = source()
+    fused = optimized(path, tmp_path / "opt" / "model.onnx")
+    _edit_fused(fused, tmp_path / "odd" / "model.onnx", _attention_scale(0.25))  # head width 8: 1/sqrt(8) expected
+    with pytest.raises(UnsupportedModel, match=r"at node .*com\.microsoft::Attention.*attention scale 0\.25 is not"):
+        convert(tmp_path / "odd" / "model.onnx", tmp_path / "x.edgebert", "float32")
+    assert not (tmp_path / "x.edgebert").exists()
