@@ -25,6 +25,9 @@ CASES = {
     "dangling_input": ("input 'ghost' is produced by no node", "add"),
     "produced_twice": ("output 'y' is already defined", "again"),
     "output_from_nowhere": ("graph output 'nowhere' is produced by no node", None),
+    # sizes are checked before any allocation: the declared shape against the bytes present
+    "initializer_dims_lie": ("raw_data size (4 bytes) is too small for the declared shape", None),
+    "negative_dim": ("Negative dimension value (tensor name: w)", None),
 }
 
 
@@ -64,7 +67,13 @@ def build(stem: str):
                  helper.make_node("Relu", ["x"], ["y"], name="again")]
     elif stem == "output_from_nowhere":
         outputs = [y, helper.make_tensor_value_info("nowhere", TensorProto.FLOAT, [2, 4])]
-    graph = helper.make_graph(nodes, stem, [x], outputs)
+    initializer = []
+    if stem in ("initializer_dims_lie", "negative_dim"):  # y = x + w, w claiming 10^12 floats or (-3, 4)
+        w = onnx.TensorProto(name="w", data_type=TensorProto.FLOAT, raw_data=b"\0" * (4 if stem[0] == "i" else 48))
+        w.dims.extend([10**6, 10**6] if stem[0] == "i" else [-3, 4])
+        initializer = [w]
+        nodes = [helper.make_node("Add", ["x", "w"], ["y"], name="add")]
+    graph = helper.make_graph(nodes, stem, [x], outputs, initializer=initializer)
     model = helper.make_model(graph, producer_name="edgebert-malformed",
                               opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
     model.ir_version = 8
