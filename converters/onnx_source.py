@@ -7,8 +7,10 @@ projection, a LayerNorm, the up and down projections, a LayerNorm. Every step is
 residual adds, the GELU between up and down, the attention's Softmax); what does not match is
 refused naming the node. Heads: none, BERT's pooler, pooler + classifier (sequence
 classification), or sentence-transformers pooling (mean / cls / max, normalised or not) inside
-the graph. int8 files from ONNX Runtime's ``quantize_dynamic`` keep their weights where they are
-symmetric per output channel (``ModelSpec.prequantized``) and are requantized otherwise.
+the graph. ONNX Runtime's fused com.microsoft ops and activation Q/DQ pairs are first rewritten into
+standard ops (converters/onnx_fused.py). int8 weights (quantize_dynamic's MatMulInteger, QDQ or
+weight-only DequantizeLinear / Cast + Mul, our own export: converters/onnx_own.py) are kept where they are
+symmetric per output channel or per tensor (``ModelSpec.prequantized``) and requantized otherwise.
 """
 from __future__ import annotations
 
