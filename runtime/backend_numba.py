@@ -225,13 +225,15 @@ def relative_attention(node, ctx):
 
 
 def disentangled_attention(node, ctx):
-    from .kernels import disentangled as kernel
+    from .kernels import attention_layout as prep
+
+    kernel = ctx.kernel("disentangled", "disentangled_attention")
 
     heads, buckets, max_rel = (int(node["attrs"][k]) for k in ("num_heads", "position_buckets",
                                                                 "max_relative_positions"))
     pos_query, pos_key = disentangled_positions(node, ctx)  # per layer, once: (nh, 2 span, d)
     head_dim, span = pos_key.shape[2], pos_key.shape[1] // 2
-    pos_query *= np.float32(kernel.scale(head_dim))
+    pos_query *= np.float32(prep.scale(head_dim))
     (qkv_name, off_name), (out_name,) = node["inputs"], node["outputs"]
     key = ("disentangled", buckets, max_rel, span)  # distance tables: shared by every layer's node
 
@@ -239,21 +241,21 @@ def disentangled_attention(node, ctx):
         qkv, ws = v[qkv_name], ctx.workspace()
         c2p, p2c, centre = ctx.derived.get(key, (None, None, -1))
         if centre + 1 < ws.longest:
-            c2p, p2c, centre = ctx.derived[key] = kernel.distance_index(
+            c2p, p2c, centre = ctx.derived[key] = prep.distance_index(
                 buckets, max_rel, span, max(ws.longest, 2 * (centre + 1), 128))
         scratch = ws.attention_scratch.get(("disentangled", head_dim))
-        if scratch is None or scratch.shape[1] < kernel.scratch_size(ws.longest, head_dim):
-            scratch = ws.attention_scratch[("disentangled", head_dim)] = kernel.make_scratch(
-                max(ws.longest, 128), head_dim)
+        if scratch is None or scratch.shape[1] < prep.disentangled_scratch_size(ws.longest, head_dim):
+            scratch = ws.attention_scratch[("disentangled", head_dim)] = prep.per_thread(
+                prep.disentangled_scratch_size(max(ws.longest, 128), head_dim), ctx.kernel_threads)
         out = ctx.buffer(out_name, qkv.shape[0])
-        kernel.disentangled_attention(qkv, v[off_name], heads, pos_key, pos_query, c2p, p2c, centre, out, scratch)
+        kernel(qkv, v[off_name], heads, pos_key, pos_query, c2p, p2c, centre, out, scratch)
         v[out_name] = out
     return step
 
 
 # The ops the native library runs (runtime/native/entries.py has their kernels); others use the JIT.
 NATIVE_OPS = frozenset({"embed", "linear", "attention", "add_norm", "geglu", "first_token", "norm", "tied_linear",
-                        "add", "mean_pool", "rotary", "relative_attention"})
+                        "add", "mean_pool", "rotary", "relative_attention", "disentangled_attention"})
 
 
 

@@ -2,6 +2,8 @@
 library's binders use it too): blocking constants, per-thread scratch, per-model tables."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 W = 16  # lanes of one vector
@@ -59,3 +61,29 @@ def window_scratch_size(window: int, head_dim: int) -> int:
 def inverse_frequencies(head_dim: int, theta: float) -> np.ndarray:
     """(d/2,) float64: theta^(-2i/d), computed once per node at bind time."""
     return 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+
+
+# ---- disentangled_attention (disentangled.py) ---------------------------------------------
+SCALE_FACTOR = 3  # 1 + len(("c2p", "p2c")): transformers' scale_factor with both position terms
+
+
+def distance_index(position_buckets: int, max_relative_positions: int, span: int,
+                   cap: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(c2p (2 cap - 1,) int32, p2c (2 cap - 1,) int32, centre = cap - 1): for distance i - j at
+    column centre + i - j, the row of Pk query i reads and the row of Pq key j reads."""
+    from ..reference import log_buckets_ref
+
+    delta = np.arange(-(cap - 1), cap)
+    c2p = np.clip(log_buckets_ref(delta, position_buckets, max_relative_positions) + span, 0, 2 * span - 1)
+    p2c = np.clip(-log_buckets_ref(-delta, position_buckets, max_relative_positions) + span, 0, 2 * span - 1)
+    return c2p.astype(np.int32), p2c.astype(np.int32), cap - 1
+
+
+def scale(head_dim: int) -> float:
+    return 1.0 / math.sqrt(head_dim * SCALE_FACTOR)
+
+
+def disentangled_scratch_size(max_len: int, head_dim: int) -> int:
+    """float32 words one thread needs: K and V (L, d), a score row (L,), a context row and a query (d,) each."""
+    L = max(max_len, 1)
+    return 2 * L * head_dim + L + 2 * head_dim  # disentangled.scratch_words

@@ -14,36 +14,17 @@ from __future__ import annotations
 
 import math
 
+from . import _jit  # noqa: F401,I001  (Numba with edgebert's settings first)
 import numba
 import numpy as np
 from numba import njit, prange
 
-from ..reference import log_buckets_ref
-
-SCALE_FACTOR = 3  # 1 + len(("c2p", "p2c")): transformers' scale_factor with both position terms
-
-
-def distance_index(position_buckets: int, max_relative_positions: int, span: int,
-                   cap: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """(c2p (2 cap - 1,) int32, p2c (2 cap - 1,) int32, centre = cap - 1): for distance i - j at
-    column centre + i - j, the row of Pk query i reads and the row of Pq key j reads."""
-    delta = np.arange(-(cap - 1), cap)
-    c2p = np.clip(log_buckets_ref(delta, position_buckets, max_relative_positions) + span, 0, 2 * span - 1)
-    p2c = np.clip(-log_buckets_ref(-delta, position_buckets, max_relative_positions) + span, 0, 2 * span - 1)
-    return c2p.astype(np.int32), p2c.astype(np.int32), cap - 1
-
-
-def scale(head_dim: int) -> float:
-    return 1.0 / math.sqrt(head_dim * SCALE_FACTOR)
-
-
-def scratch_size(max_len: int, head_dim: int) -> int:
-    """float32 words one thread needs: K and V (L, d), a score row (L,), a context row and a query (d,) each."""
-    return scratch_words(max(max_len, 1), head_dim)
-
+# the NumPy-side preparation lives with the other attention kernels' (no Numba: native binders use it)
+from .attention_layout import SCALE_FACTOR, distance_index, per_thread, scale  # noqa: F401
+from .attention_layout import disentangled_scratch_size as scratch_size
 
 def make_scratch(max_len: int, head_dim: int) -> np.ndarray:
-    return np.empty((numba.config.NUMBA_NUM_THREADS, scratch_size(max_len, head_dim)), dtype=np.float32)
+    return per_thread(scratch_size(max_len, head_dim))
 
 
 @njit(cache=True, nogil=True)

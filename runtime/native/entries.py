@@ -67,6 +67,8 @@ COMMON = (
     _entry("rotary", "rotary", (F32_2D, I32, INT, "float64[::1]", F32_2D)),
     _entry("relative", "relative_attention", (F32_2D, I64, INT, F32_2D, INT, F32_2D, F32_2D)),
     _entry("attention_window", "attention_window", (F32_2D, I64, INT, INT, F32_2D, F32_2D)),
+    _entry("disentangled", "disentangled_attention", (F32_2D, I64, INT, "float32[:, :, ::1]", "float32[:, :, ::1]",
+                                                       I32, I32, INT, F32_2D, F32_2D)),
 ) + tuple(_entry(SHARED_MODULE, k.name, k.types) for k in SHARED)
 
 

@@ -79,8 +79,8 @@ def test_numba_free_packers_match_each_path_module(path):
 
 @pytest.fixture(scope="module")
 def family_int8(tmp_path_factory, minilm_dir, pang_lee_texts):
-    """int8 files of tiny ModernBERT (rotary, windowed and global attention, GeGLU, mean pooling)
-    and MPNet (relative attention) models, by name."""
+    """int8 files of tiny ModernBERT (rotary, windowed and global attention, GeGLU, mean pooling),
+    MPNet (relative attention) and DeBERTa v2/v3 (disentangled attention) models, by name."""
     pytest.importorskip("transformers")
     from edgebert.converters import convert
     from family_models import make_family_model
@@ -96,10 +96,16 @@ def family_int8(tmp_path_factory, minilm_dir, pang_lee_texts):
     src = make_family_model(folder, "mpnet", "MPNetModel", pang_lee_texts, minilm_dir)
     convert(src, folder / "m.edgebert", dtype="int8")
     out["mpnet"] = folder / "m.edgebert"
+    from deberta_models import make_deberta
+
+    for style in ("v2", "v3"):
+        folder = tmp_path_factory.mktemp(f"native-deberta-{style}")
+        convert(make_deberta(folder, "DebertaV2Model", pang_lee_texts, style), folder / "m.edgebert", dtype="int8")
+        out[f"deberta_{style}"] = folder / "m.edgebert"
     return out
 
 
-@pytest.mark.parametrize("fixture", ["tiny_int8", "minilm_int8", "modernbert", "mpnet"])
+@pytest.mark.parametrize("fixture", ["tiny_int8", "minilm_int8", "modernbert", "mpnet", "deberta_v2", "deberta_v3"])
 def test_native_equals_the_jit_bit_for_bit(native_cache, request, fixture):
     """Same file, both backends: every graph output identical, at 1 and 2 threads, ragged batches."""
     path = (request.getfixturevalue(fixture) if fixture.endswith("int8")
@@ -208,7 +214,8 @@ def test_native_off_and_ops_outside_the_library_use_the_jit(native_cache, tiny_i
 
     assert native_supports({"op": "attention", "attrs": {}})
     assert native_supports({"op": "attention", "attrs": {"window": 64}})
-    assert not native_supports({"op": "disentangled_attention", "attrs": {}})
+    assert native_supports({"op": "disentangled_attention", "attrs": {}})
+    assert not native_supports({"op": "no_such_op", "attrs": {}})
 
 
 def test_arguments_that_do_not_fit_are_refused_before_any_write(native_cache):
