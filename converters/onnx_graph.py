@@ -116,6 +116,8 @@ class Graph:
         from onnx import numpy_helper
 
         self.where, g = where, model.graph
+        self.producer_name = model.producer_name
+        self.props = {p.key: p.value for p in model.metadata_props}
         self.nodes = list(g.node)
         self.index = {id(n): i for i, n in enumerate(self.nodes)}
         self.consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}

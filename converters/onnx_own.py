@@ -99,3 +99,29 @@ def row_int8_table(g, n):
     if scale is None or scale.shape != (q.shape[0],) or gather.input[1] != n.input[1]:
         return None
     return q, scale.astype(np.float32), mul.output[0]
+
+
+def source_activations(g, spec) -> dict[str, str]:
+    """Our export's record of the linears that ran with int16/float32 activations (edgebert/onnx_export.py's
+    model metadata), checked: {linear prefix of the spec: "int16" | "float32"}; {} for other producers."""
+    import json
+
+    from edgebert import names
+    from edgebert.errors import InvalidModelFile
+
+    from .calibrate import KEEP_MODES
+    from edgebert.onnx_export import ACTIVATIONS_KEY
+
+    raw = g.props.get(ACTIVATIONS_KEY)
+    if g.producer_name != "edgebert" or raw is None:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    ok = isinstance(value, dict) and all(isinstance(k, str) and k + names.WEIGHT in spec.slots and v in KEEP_MODES
+                                         for k, v in value.items())
+    if not ok:
+        raise InvalidModelFile(f"{g.where}: metadata {ACTIVATIONS_KEY} must map this model's linear layers to one "
+                               f"of {', '.join(KEEP_MODES)}, got {raw[:200]!r}")
+    return value

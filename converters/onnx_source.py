@@ -25,7 +25,7 @@ from edgebert.errors import UnsupportedModel
 from . import source
 from .family import _max_length
 from .onnx_graph import Graph, Linear, Norm, attr, read_onnx
-from .onnx_own import row_int8_table
+from .onnx_own import row_int8_table, source_activations
 from .spec import EncoderConfig, ModelSpec
 
 QMAX = 127  # converters/quantize.py's symmetric range: an int8 source value of -128 cannot be kept
@@ -76,6 +76,7 @@ def load_onnx(path: str | Path, tokenizer: str | Path | None = None) -> ModelSpe
     _fill(spec, emb, parts[0], layers)
     if head is not None:
         _fill_classifier(spec, head, beside)
+    spec.higher_precision = source_activations(g, spec)
     return spec
 
 

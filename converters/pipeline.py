@@ -49,6 +49,9 @@ def convert(src: str | Path, out: str | Path, dtype: str = "int8", allow_pickle:
         for name, kept in spec.prequantized.items():  # a source's SmoothQuant scales, kept with its int8
             if len(kept) > 2:
                 plan.smooth[name.removesuffix(names.WEIGHT)] = 1.0 / kept[2]
+        if spec.higher_precision:  # the source's own higher-precision layers (our export) replace the choice
+            plan.higher = {p: {"activations": a, "why": "as in the source file"}
+                           for p, a in sorted(spec.higher_precision.items())}
     tensors, report = quantize_spec(spec, dtype, plan)
     write_model(out, tensors, metadata(spec, dtype, report, plan))
     return report

@@ -277,6 +277,9 @@ class ModelSpec:
     # output channel and are dequantized and requantized
     prequantized: dict = field(default_factory=dict)
     prequantized_from: str = ""  # the int8 source's form(s), e.g. "QDQ, DynamicQuantizeLinear + MatMulInteger"
+    # linear prefix -> "int16" / "float32": the source's own higher-precision layers (our ONNX export), used
+    # instead of calibration's choice
+    higher_precision: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.slots:

@@ -25,6 +25,7 @@ from . import names
 from .errors import UnsupportedModel
 
 OPSET = 17  # LayerNormalization
+ACTIVATIONS_KEY = "edgebert.activations"  # model metadata: linear prefix -> "int16" / "float32"
 MASKED = -1e9  # added to the scores of padding keys: exp() of it is 0 in float32
 
 
@@ -72,6 +73,10 @@ def export_onnx(src, out) -> dict:
     proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                                    producer_name="edgebert")
     proto.ir_version = 8  # readable by ONNX Runtime releases since 1.11
+    higher = {n["params"]["linear"]: n["attrs"]["activations"] for n in desc.graph["nodes"]
+              if n["op"] == "linear" and n["attrs"].get("activations", "int8") != "int8"}
+    if higher:  # which linears ran with int16/float32 activations, for `edgebert convert` of this file
+        onnx.helper.set_model_props(proto, {ACTIVATIONS_KEY: json.dumps(higher, sort_keys=True)})
     onnx.checker.check_model(proto, full_check=True)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -125,5 +125,23 @@ def test_int8_export_converts_back_with_the_same_weights(tiny_int8, tmp_path):
     rec = file_info(tmp_path / "back.edgebert")["source_quantization"]
     assert rec["requantized"] == [] and "edgebert export" in rec["source"]
     assert len(rec["kept"]) == sum(1 for n, t in first.tensors.items() if np.asarray(t).dtype == np.int8)
-    for key in ("edgebert.config", "edgebert.pooling", "edgebert.tokenizer_config", "edgebert.tokenizer"):
+    # the graph too: the linears the file ran with int16/float32 activations travel in the ONNX metadata
+    for key in ("edgebert.config", "edgebert.graph", "edgebert.pooling", "edgebert.tokenizer_config",
+                "edgebert.tokenizer"):
         assert first.metadata[key] == back.metadata[key], key
+    assert '"activations": "int16"' in first.metadata["edgebert.graph"]  # the case is exercised
+
+
+def test_export_activation_record_is_checked(tiny_int8, tmp_path):
+    from edgebert.converters import convert
+    from edgebert.errors import InvalidModelFile
+    from edgebert.onnx_export import ACTIVATIONS_KEY, export_onnx
+
+    path = tmp_path / "e" / "model.onnx"
+    export_onnx(tiny_int8, path)
+    proto = onnx.load(str(path))
+    next(p for p in proto.metadata_props if p.key == ACTIVATIONS_KEY).value = '{"blk.9.nowhere": "int16"}'
+    onnx.save_model(proto, str(path))
+    with pytest.raises(InvalidModelFile, match="edgebert.activations must map this model's linear layers"):
+        convert(path, tmp_path / "x.edgebert", dtype="int8")
+    assert not (tmp_path / "x.edgebert").exists()
