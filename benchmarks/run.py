@@ -8,7 +8,9 @@ end-to-end throughput embedding the Lee corpus sentences. Then new-process
 cold start, peak RSS, file sizes, and accuracy against PyTorch fp32 on the
 Pang-Lee sentences. Every engine runs in a worker process of its own
 (benchmarks/workers.py), one at a time; repetitions are interleaved across
-engines. Writes latest.json, latest.md and latest.png under --out.
+engines. Then, per thread count, the measured int8 GEMM peak of this CPU in a
+process of its own (benchmarks/roofline.py) for the report's roofline line.
+Writes NAME.json, NAME.md and NAME.png under --out (--name, default latest).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-from benchmarks import coldstart, engines, inputs, machine, measure, report
+from benchmarks import coldstart, engines, inputs, machine, measure, report, roofline
 from benchmarks.prepare import prepare
 from benchmarks.workers import Worker, engine_env
 
@@ -39,8 +41,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--engines", nargs="+", choices=list(engines.ENGINES), default=list(engines.ENGINES))
-    parser.add_argument("--rebuild", action="store_true", help="re-export the ONNX models")
+    parser.add_argument("--rebuild", action="store_true", help="re-export the ONNX, OpenVINO and CTranslate2 models")
     parser.add_argument("--no-coldstart", action="store_true")
+    parser.add_argument("--name", default="latest", help="file names of the results: NAME.json, NAME.md, NAME.png")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     names = args.engines
@@ -50,8 +53,10 @@ def main(argv=None) -> dict:
                "threads": args.threads, "plan": _plain(plan), "isolation": "process per engine",
                "engines": {}, "latency": [], "throughput": []}
     log("preparing model files")
-    paths = prepare(rebuild=args.rebuild)
+    paths = prepare(rebuild=args.rebuild, engines=names)
     results["ort_models"] = paths["ort_manifest"]
+    results["peer_models"] = paths["peer_manifest"]
+    results["model_dims"] = roofline.model_dims(paths["model_dir"])
     shapes = inputs.latency_inputs(paths["model_dir"])
     corpus = inputs.throughput_corpus(plan["corpus_limit"])
     accuracy_texts = inputs.accuracy_corpus()
@@ -84,10 +89,12 @@ def main(argv=None) -> dict:
         results["coldstart"] = {"threads": threads, "reps": plan["coldstart_reps"],
                                 "engines": coldstart.cold_start(paths, names, threads, corpus[0],
                                                                 plan["coldstart_reps"])}
+    log(f"int8 GEMM peak, threads {args.threads}")
+    results["gemm_peak"] = roofline.measure_peaks(args.threads)
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
     results["elapsed_s"] = round(time.time() - started, 1)
-    report.write_all(results, args.out)
-    log(f"done in {results['elapsed_s']} s: {args.out / 'latest.md'}")
+    report.write_all(results, args.out, args.name)
+    log(f"done in {results['elapsed_s']} s: {args.out / (args.name + '.md')}")
     return results
 
 
@@ -102,8 +109,11 @@ def _measure(workers: dict, threads: int, plan: dict, shapes: dict, corpus: list
         results["latency"].append({"threads": threads, "batch": b, "tokens": t,
                                    "engines": {n: measure.summary_ms(s) for n, s in times.items()}})
     log(f"threads={threads}: throughput on {len(corpus)} sentences")
-    for w in workers.values():
-        w.time("embed", corpus[:64], settle_s=settle)  # warm-up with the batching path
+    for name, w in workers.items():
+        # Warm-up with the batching path. An engine that compiles kernels per new input shape
+        # (OpenVINO) first sees every batch width the timed passes will use.
+        warm = corpus if getattr(engines.ENGINES[name], "compiles_per_shape", False) else corpus[:64]
+        w.time("embed", warm, settle_s=settle)
     calls = {n: (lambda w=w: w.time("embed", corpus, settle_s=settle)) for n, w in workers.items()}
     times = measure.interleaved(calls, plan["throughput_rounds"], warmup=0, budget_s=plan["throughput_budget_s"])
     results["throughput"].append({"threads": threads, "texts": len(corpus), "batch_size": engines.BATCH,
