@@ -30,7 +30,8 @@ from .spec import EncoderConfig, ModelSpec
 
 QMAX = 127  # converters/quantize.py's symmetric range: an int8 source value of -128 cannot be kept
 INDEX_PATH = ("Cast", "Expand", "Slice", "Unsqueeze", "Squeeze", "Reshape", "Identity")  # ids buffer -> lookup
-MAX_INDEX_PATH = 32
+MAX_INDEX_PATH = 32  # steps followed along a data path (index buffers, attention scaling)
+SCALE_RTOL = 1e-5  # float32 scale constants against 1/sqrt(head width)
 TOKENIZER_HELP = ("pass --tokenizer DIR (a folder with tokenizer.json or vocab.txt), or put tokenizer.json "
                   "beside the .onnx file")
 
@@ -207,8 +208,46 @@ def _layer(g: Graph, p: list, h: str, i: int) -> dict:
     q, k = outs[q_found.pop()], outs[k_found.pop()]
     v = next(lin for lin in qkv if lin is not q and lin is not k)
     H = q.weight.shape[0]
+    heads = _num_heads(g, q_walk + [scores[0]], H, i)
+    _check_scale(g, soft[0], scores[0], q.out, k.out, H // heads, i)
     return {"q": q, "k": k, "v": v, "o": o, "attn_norm": n1, "up": up, "down": down, "ffn_norm": n2,
-            "heads": _num_heads(g, q_walk + [scores[0]], H, i), "act": act}
+            "heads": heads, "act": act}
+
+
+def _check_scale(g: Graph, soft, scores, q: str, k: str, head_dim: int, i: int) -> None:
+    """Our attention scales the scores by 1/sqrt(head width). Where every factor on the way (on q, on k,
+    on the scores) is a constant, their product must be that; factors computed from shapes (torch's
+    sdpa, our export) are the exporter's head width and are not re-derived."""
+    factors = [_path_factor(g, soft.input[0], scores.output[0]), _path_factor(g, scores.input[0], q),
+               _path_factor(g, scores.input[1], k)]
+    if any(f is None for f in factors):
+        return
+    total, want = float(np.prod(factors)), 1.0 / np.sqrt(head_dim)
+    if not np.isclose(total, want, rtol=SCALE_RTOL, atol=0):
+        g.refuse(f"layer {i}: the attention scores are scaled by {total:.7g}, not 1/sqrt({head_dim}) = {want:.7g}",
+                 soft)
+
+
+def _path_factor(g: Graph, start: str, stop: str) -> float | None:
+    """The product of the constant Mul/Div factors on the data path from ``start`` up to ``stop``; None
+    when a factor is computed rather than constant."""
+    factor, name = 1.0, start
+    for _ in range(MAX_INDEX_PATH):
+        if name == stop:
+            return factor
+        n = g.producer.get(name)
+        data = [x for x in n.input if x and g.const(x) is None and g.ancestors(x, {stop})[0]] if n else []
+        if len(set(data)) != 1:
+            return None
+        if n.op_type in ("Mul", "Div"):
+            other = [x for x in n.input if x != data[0]]
+            c = g.const(other[0]) if len(other) == 1 else None
+            if c is None or c.size != 1 or (n.op_type == "Div" and n.input[0] != data[0]):
+                return None
+            c = float(np.asarray(c, np.float64).reshape(-1)[0])
+            factor *= c if n.op_type == "Mul" else 1.0 / c
+        name = data[0]
+    return None
 
 
 def _split_qkv(g: Graph, lin: Linear) -> list[Linear] | None:

@@ -225,3 +225,27 @@ def test_real_minilm_sentence_transformers_export(tmp_path, minilm_dir):
     texts = ["The quick brown fox jumps over the lazy dog.", "ONNX files come from many exporters."]
     b = encode(minilm_dir / "tokenizer.json", texts)
     np.testing.assert_allclose(ours.embed(texts), torch_outputs(model, b)[0], atol=FP32_ATOL, rtol=0)
+
+
+def test_attention_scaled_by_another_constant_is_refused(exported, tmp_path):
+    """The dynamo export scales q and k by constants (head width 8: 8^-1/4 each); another constant there is
+    a different attention, refused naming the layer, not mapped onto ours."""
+    import shutil
+
+    from onnx import numpy_helper
+
+    from edgebert.converters import convert
+
+    _, path = exported("dynamo")
+    model = onnx.load(str(path))
+    root = 8 ** -0.25
+    scales = [t for t in model.graph.initializer if np.prod(t.dims) == 1 and
+              abs(float(numpy_helper.to_array(t).reshape(-1)[0]) - root) < 1e-6]
+    assert scales, "the dynamo export no longer scales q and k by constants"
+    for t in scales:
+        t.CopyFrom(numpy_helper.from_array(np.full(list(t.dims), 0.5, np.float32), t.name))
+    shutil.copytree(path.parent, tmp_path / "odd")
+    onnx.save_model(model, str(tmp_path / "odd" / "model.onnx"))
+    with pytest.raises(UnsupportedModel, match=r"layer 0: the attention scores are scaled by 0\.25, not 1/sqrt\(8\)"):
+        convert(tmp_path / "odd" / "model.onnx", tmp_path / "x.edgebert", dtype="float32")
+    assert not (tmp_path / "x.edgebert").exists()
