@@ -432,9 +432,28 @@ def _verify_checksum(path: str, metadata: dict[str, str], payload: np.ndarray) -
     digest = hashlib.sha256()
     for start in range(0, payload.size, _HASH_CHUNK):
         digest.update(payload[start : start + _HASH_CHUNK])
+        _release(payload, start, start + _HASH_CHUNK)
     actual = digest.hexdigest()
     if actual != stored:
         raise InvalidModelFile(f"{path}: payload is corrupted: sha256 {actual} != stored {stored}")
+
+
+def _release(payload: np.ndarray, start: int, stop: int) -> None:
+    """Let the OS drop the mapped pages of payload[start:stop] (whole pages only) from this process:
+    hashing touches every page, and keeping them would raise the loading peak by the file's size."""
+    mm = payload.base
+    while isinstance(mm, (np.ndarray, memoryview)):
+        mm = mm.base if isinstance(mm, np.ndarray) else mm.obj
+    if not isinstance(mm, _mmap.mmap) or not hasattr(_mmap, "MADV_DONTNEED"):
+        return
+    offset = payload.__array_interface__["data"][0] - np.frombuffer(mm, np.uint8).__array_interface__["data"][0]
+    first = -(-(offset + start) // _mmap.PAGESIZE) * _mmap.PAGESIZE  # the first page wholly inside
+    last = min(offset + stop, len(mm)) // _mmap.PAGESIZE * _mmap.PAGESIZE
+    if last > first:
+        try:
+            mm.madvise(_mmap.MADV_DONTNEED, first, last - first)
+        except (OSError, ValueError):
+            pass  # advice only
 
 
 def _tensor_view(payload: np.ndarray, info: TensorInfo) -> np.ndarray:

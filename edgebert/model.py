@@ -73,6 +73,7 @@ class Model:
         # The graph says what runs (validated against the op schema); every descriptive field is
         # checked against it and the tensors, or derived from them (edgebert/description.py).
         self.description = describe(model_file)
+        model_file.release_pages()  # describe's checks read every tensor: drop those pages before packing
         self.config, self.quantization = self.description.config, self.description.quantization
         self.pooling, tok_cfg = self.description.pooling, self.description.tokenizer_config
         graph, widths = self.description.graph, self.description.widths
