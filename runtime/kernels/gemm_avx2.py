@@ -8,8 +8,10 @@ multiplies with ``vpdpbusd`` on ymm instead (see ``dot``).
 both operands are sign-extended to int16 and multiplied with ``vpmaddwd``
 (i16 x i16, adjacent pairs summed into i32), which cannot saturate here:
 |pair sum| <= 2*127*127. Activations are stored as int16 q (no zero-point,
-no correction). Weights are packed ``[Np/8][Kp/2][8][2]`` int16: one 32-byte
-vector holds 2 consecutive k of 8 columns. The 4x16 tile keeps 8 ymm
+no correction). Weights are packed ``[Np/8][Kp/2][8][2]`` int8 and
+sign-extended to int16 as they are loaded (``vpmovsxbw ymm, m128``): one
+vector holds 2 consecutive k of 8 columns, from half the bytes an int16
+layout would stream (small inputs are bound by reading the weights). The 4x16 tile keeps 8 ymm
 accumulators + 2 weight vectors + 1 broadcast within the 16 AVX2 registers
 (6x16 with ``vpdpbusd``, which needs no register for a product).
 """
@@ -21,7 +23,7 @@ from numba import njit, prange
 from numba.extending import intrinsic
 
 from .gemm_portable import JIT_OPTS, finish_row, quantize_all, tiles_per_task
-from .packing import pack_int16_pairs
+from .packing import pack_pairs
 from .simd import I32X8, declare_intrinsic, make_ops
 
 MR = 4  # rows per register tile (gemm_avxvnni: 6; see _tile)
@@ -36,6 +38,27 @@ VNNI_SHIFT = 128
 vzero, vload, vbcast32, vstore_acc, vlane = make_ops(I32X8)
 _V8 = ir.VectorType(ir.IntType(32), 8)
 _V16H = ir.VectorType(ir.IntType(16), 16)
+
+
+_V16B = ir.VectorType(ir.IntType(8), 16)
+
+
+@intrinsic
+def wload(typingctx, wp, idx, xq):
+    """The weight vector at element ``idx`` of ``wp`` for rows like ``xq``: int16 rows (AVX2)
+    take 16 int8 weights sign-extended to int16 (one ``vpmovsxbw`` from memory); u8 rows
+    (AVX-VNNI) take 32 int8 weights as they are."""
+    widen = xq.dtype.bitwidth == 16
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = builder.gep(arr.data, [args[1]])
+        if widen:
+            raw = builder.load(builder.bitcast(ptr, _V16B.as_pointer()), align=1)
+            return builder.bitcast(builder.sext(raw, _V16H), _V8)
+        return builder.load(builder.bitcast(ptr, _V8.as_pointer()), align=1)
+
+    return I32X8(wp, idx, xq), codegen
 
 
 @intrinsic
@@ -61,8 +84,8 @@ def dot(typingctx, acc, a, b, xq):
 
 
 def pack(qw):
-    """(N, K) int8 -> (flat packed int16 weights [Np/8][Kp/2][8][2], zeros (Np,) int32, Kp)."""
-    return pack_int16_pairs(qw, KG, NR)
+    """(N, K) int8 -> (flat packed int8 weights [Np/8][Kp/2][8][2], zeros (Np,) int32, Kp)."""
+    return pack_pairs(qw, KG, NR)
 
 
 @njit(**JIT_OPTS)
@@ -82,9 +105,10 @@ def _store_row(out, m, N, n0, corr, c0, c1):
 def _tile(xq, Kp, m0, wp, nt, out, M, N, corr):
     """Rows m0..m0+mr x cols nt*16..+16 in registers, then store.
 
-    xq (Mp*Kp,) int16 rows with wp packed [Np/8][Kp/2][8][2] int16, or u8 rows
-    with wp packed [Np/8][Kp/4][8][4] int8 (AVX-VNNI): 32 bytes per k group
-    of 8 columns either way, so the offsets below serve both.
+    xq (Mp*Kp,) int16 rows with wp packed [Np/8][Kp/2][8][2] int8 (widened as
+    loaded), or u8 rows with wp packed [Np/8][Kp/4][8][4] int8 (AVX-VNNI): 8
+    columns of one k group per vector either way, at the same element
+    offsets, so the offsets below serve both.
     out (M*N,) flat.
 
     Rows per tile, ``_rows(xq)``: 6 with ``vpdpbusd`` (12 accumulators hide its
@@ -103,8 +127,8 @@ def _tile(xq, Kp, m0, wp, nt, out, M, N, corr):
     c30 = c31 = c40 = c41 = c50 = c51 = vzero()
     for k in range(0, Kp, kg):
         w = wb + k * 8
-        b0 = vload(wp, w)
-        b1 = vload(wp, w + bstride)
+        b0 = wload(wp, w, xq)
+        b1 = wload(wp, w + bstride, xq)
         x = vbcast32(xq, a0 + k)
         c00, c01 = dot(c00, x, b0, xq), dot(c01, x, b1, xq)
         x = vbcast32(xq, a1 + k)

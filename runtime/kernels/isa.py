@@ -106,8 +106,8 @@ PATHS = {p.name: p for p in sorted((
     # VEX vpdpbusd: Alder Lake and later without AVX-512 (gemm_avx2's kernels on u8 rows)
     IsaPath("avxvnni", 2, X86, ("avx2", "avxvnni"), "gemm_avxvnni", 6, 128, "uint8",
             _qlinear("int8", "uint8"), _gemm_i32("int8", "uint8")),
-    IsaPath("avx2", 3, X86, ("avx2",), "gemm_avx2", 4, 0, "int16", _qlinear("int16", "int16"),
-            _gemm_i32("int16", "int16")),
+    IsaPath("avx2", 3, X86, ("avx2",), "gemm_avx2", 4, 0, "int16", _qlinear("int8", "int16"),
+            _gemm_i32("int8", "int16")),
     # Explicit sdot (Cortex-A76, Raspberry Pi 5); "dotprod" comes from AT_HWCAP (cpu.host_features)
     IsaPath("neon_dot", 4, ARM64, ("dotprod",), "gemm_neon_dot", 4, 0, "int8", _qlinear("int8", "int8"),
             _gemm_i32("int8", "int8")),

@@ -37,13 +37,13 @@ def pack_rows(qw, n_multiple):
     return w.reshape(-1), np.zeros(Np, np.int32), K
 
 
-def pack_int16_pairs(qw, k_multiple, n_multiple):
-    """(N, K) int8 -> (flat int16 [Np/8][Kp/2][8][2], zeros (Np,) int32, Kp): one ``vpmaddwd``
-    operand (2 consecutive k of 8 columns) per 32 bytes: the AVX2 layout."""
+def pack_pairs(qw, k_multiple, n_multiple):
+    """(N, K) int8 -> (flat int8 [Np/8][Kp/2][8][2], zeros (Np,) int32, Kp): one ``vpmaddwd``
+    operand (2 consecutive k of 8 columns) per 16 bytes, widened to int16 as loaded: the AVX2 layout."""
     N, K = qw.shape
     Kp = -(-K // k_multiple) * k_multiple
     Np = -(-N // n_multiple) * n_multiple
-    w = np.zeros((Np, Kp), np.int16)
+    w = np.zeros((Np, Kp), np.int8)
     w[:N, :K] = qw
     # (Np, Kp) -> [Np/8][Kp/2][8][2]
     packed = w.reshape(Np // 8, 8, Kp // 2, 2).transpose(0, 2, 1, 3)
@@ -55,7 +55,7 @@ def pack_int16_pairs(qw, k_multiple, n_multiple):
 # its module's ``pack``.
 PACKERS = {
     "portable": lambda qw: pack_rows(qw, 16),
-    "avx2": lambda qw: pack_int16_pairs(qw, 2, 16),
+    "avx2": lambda qw: pack_pairs(qw, 2, 16),
     "avxvnni": lambda qw: pack_k4_blocks(qw, 4, 16, 128, lanes=8),
     "avx512vnni": lambda qw: pack_k4_blocks(qw, 4, 64, 128),
     "amx": lambda qw: pack_k4_blocks(qw, 64, 32, 128),
