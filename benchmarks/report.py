@@ -2,8 +2,9 @@
 
     python -m benchmarks.report [--results benchmarks/results/latest.json] [--readme]
 
-Regenerates the Markdown and the chart from a results JSON; ``--readme`` also
-copies the tables into benchmarks/README.md between its results markers.
+Regenerates the Markdown and the chart from a results JSON (named after it:
+peers.json -> peers.md, peers.png); ``--readme`` also copies the tables into
+benchmarks/README.md between its results markers.
 """
 from __future__ import annotations
 
@@ -147,7 +148,8 @@ def _roofline(r: dict) -> list:
              "Ops of the encoder's matmuls (2 per multiply-add: the six linears of every layer and the "
              "attention products Q.K^T and P.V, whatever their precision; see benchmarks/roofline.py) over "
              "the median latency above, in TOPS, with the percentage of the peak: the best rate of large "
-             "MiniLM-sized int8 GEMMs measured on this CPU in the same run ("
+             "MiniLM-sized int8 GEMMs measured on this CPU in the same run, the fastest of "
+             f"{next(iter(peaks.values())).get('reps', '?')} calls ("
              + "; ".join(f"{t} thread{'s' if t != '1' else ''}: {p['tops']:.3f} TOPS, {p['impl']} at "
                          f"{p['shape']}" for t, p in peaks.items()) + ").", ""]
     by = {(p["threads"], p["batch"], p["tokens"], p["engine"]): p for p in points}
@@ -223,7 +225,8 @@ def _roofline_chart(ax, r: dict, points: list, groups: list) -> None:
     for i, n in enumerate(names):
         ys = [(by.get((x["threads"], x["batch"], x["tokens"], n)) or {}).get("of_peak") for x in r["latency"]]
         xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
-        ax.bar(xs, [100 * y if y is not None else float("nan") for y in ys], width, label=r["engines"][n]["label"])
+        ax.bar(xs, [100 * y if y is not None else float("nan") for y in ys], width, label=r["engines"][n]["label"],
+               color=f"C{list(r['engines']).index(n) % 10}")  # each engine's colour in the other panels
     ax.axhline(100, color="black", linewidth=0.8)
     ax.set_xticks(range(len(groups)), groups, fontsize=7)
     ax.set_ylabel("% of measured int8 GEMM peak")
@@ -250,7 +253,8 @@ if __name__ == "__main__":
     parser.add_argument("--readme", action="store_true", help="also refresh benchmarks/README.md's results")
     args = parser.parse_args()
     results = json.loads(args.results.read_text())
-    write_all(results, args.results.parent)
+    name = args.results.stem  # peers.json -> peers.md, peers.png
+    write_all(results, args.results.parent, name)
     if args.readme:
-        update_readme((args.results.parent / "latest.md").read_text())
-    print((args.results.parent / "latest.md").read_text())
+        update_readme((args.results.parent / f"{name}.md").read_text())
+    print((args.results.parent / f"{name}.md").read_text())

@@ -8,8 +8,9 @@ end-to-end throughput embedding the Lee corpus sentences. Then new-process
 cold start, peak RSS, file sizes, and accuracy against PyTorch fp32 on the
 Pang-Lee sentences. Every engine runs in a worker process of its own
 (benchmarks/workers.py), one at a time; repetitions are interleaved across
-engines. Then, per thread count, the measured int8 GEMM peak of this CPU in a
-process of its own (benchmarks/roofline.py) for the report's roofline line.
+engines. After each thread count's measurements, this CPU's int8 GEMM peak at
+that thread count, in processes of their own (benchmarks/roofline.py), for the
+report's roofline line.
 Writes NAME.json, NAME.md and NAME.png under --out (--name, default latest).
 """
 from __future__ import annotations
@@ -69,6 +70,8 @@ def main(argv=None) -> dict:
             for w in workers.values():
                 w.ready()
             _measure(workers, threads, plan, shapes, corpus, results)
+            log(f"threads={threads}: int8 GEMM peak (roofline), after this thread count's measurements")
+            results.setdefault("gemm_peak", {}).update(roofline.measure_peaks([threads]))
             if threads == args.threads[-1]:
                 log(f"threads={threads}: accuracy on {len(accuracy_texts)} Pang-Lee sentences")
                 vectors = {n: w.call("embed", accuracy_texts) for n, w in workers.items()}
@@ -89,8 +92,6 @@ def main(argv=None) -> dict:
         results["coldstart"] = {"threads": threads, "reps": plan["coldstart_reps"],
                                 "engines": coldstart.cold_start(paths, names, threads, corpus[0],
                                                                 plan["coldstart_reps"])}
-    log(f"int8 GEMM peak, threads {args.threads}")
-    results["gemm_peak"] = roofline.measure_peaks(args.threads)
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
     results["elapsed_s"] = round(time.time() - started, 1)
     report.write_all(results, args.out, args.name)
