@@ -18,6 +18,7 @@ MAX_ONNX_BYTES = 4 * 2**30  # a BERT-large int8/fp32 export is ~1.3 GB; larger i
 # How a file stores int8 weights (edgebert info shows these; the record's label is at most 100 characters).
 FORMS = {"MatMulInteger": "DynamicQuantizeLinear + MatMulInteger", "DequantizeLinear": "QDQ",
          "Mul": "weight-only Cast + Mul", "export": "edgebert export"}
+MAX_EPS = 1.0  # a LayerNorm epsilon at or above this is not one (BERTs use 1e-12 .. 1e-5)
 SKELETON_BYTES = 1 << 16  # initializers larger than this are only shapes to shape inference
 INT_STORED = (np.int8, np.uint8, np.int32)  # dequantized constants (int32: QDQ biases); weights keep only int8
 # Ops that only move or reshape data (or compute shapes) on the way between two patterns.
@@ -144,7 +145,10 @@ class Graph:
         if name in self.consts:
             return self.consts[name]
         if name not in self.folded:
-            self.folded[name] = self._fold(name)
+            try:
+                self.folded[name] = self._fold(name)
+            except (ValueError, TypeError, IndexError) as e:  # a perm, a cast or shapes that do not fit
+                self.refuse(f"cannot compute the constant {name!r} ({e})", self.producer.get(name))
         return self.folded[name]
 
     def _fold(self, name: str) -> np.ndarray | None:
@@ -296,6 +300,8 @@ class Graph:
             self.refuse("a MatMulInteger must take DynamicQuantizeLinear activations and constant weights", n)
         K, N = q.shape
         zp = self.const(n.input[3]) if len(n.input) > 3 and n.input[3] else np.zeros((), q.dtype)
+        if zp is None:
+            self.refuse("the weight zero point of a MatMulInteger must be a constant", n)
         cast = self.only_consumer(n.output[0], "Cast")
         mul = self.only_consumer(cast.output[0], "Mul") if cast is not None else None
         if mul is None:
@@ -319,7 +325,7 @@ class Graph:
             gamma, beta = self.const(n.input[1]), self.const(n.input[2]) if len(n.input) > 2 else None
             if attr(n, "axis", -1) != -1 or gamma is None or beta is None:
                 self.refuse("LayerNormalization must normalise the last axis with constant scale and bias", n)
-            return Norm(n.input[0], n.output[0], *_f32(gamma, beta), _eps(attr(n, "epsilon", 1e-5)), n)
+            return Norm(n.input[0], n.output[0], *_f32(gamma, beta), self._eps(attr(n, "epsilon", 1e-5), n), n)
         if n.op_type != "ReduceMean":
             return None
         x = n.input[0]
@@ -341,7 +347,13 @@ class Graph:
         beta = self.const(bias.input[1] if bias.input[0] == mul.output[0] else bias.input[0])
         if gamma is None or beta is None:
             self.refuse("decomposed LayerNorm without constant gamma and beta", mul)
-        return Norm(x, bias.output[0], *_f32(gamma, beta), _eps(eps), n)
+        return Norm(x, bias.output[0], *_f32(gamma, beta), self._eps(eps, n), n)
+
+    def _eps(self, value, node) -> float:
+        eps = _eps(value)
+        if not (np.isfinite(eps) and 0 < eps < MAX_EPS):
+            self.refuse(f"LayerNorm epsilon {eps} is not a small positive number", node)
+        return eps
 
     def gelu(self, start: str, end: str, where) -> str:
         """The activation between ``start`` and ``end``: "gelu" (one Gelu node or the erf form) or

@@ -107,3 +107,50 @@ def test_structural_fuzzer_only_raises_our_errors(sources, tmp_path, which):
         except Exception as e:  # anything else is a crash in the importer
             pytest.fail(f"mutant {i} ({what}) raised {type(e).__name__}: {e}")
     assert outcomes["refused"] > 0, outcomes
+
+
+def _nan_epsilon(model) -> None:
+    n = next(n for n in model.graph.node if n.op_type == "LayerNormalization")
+    next(a for a in n.attribute if a.name == "epsilon").f = float("nan")
+
+
+def _bad_perm(model) -> None:
+    """A MatMul weight read through a Transpose whose perm does not fit the constant."""
+    from onnx import helper
+    n = next(n for n in model.graph.node if n.op_type == "MatMul" and
+             any(t.name == n.input[1] for t in model.graph.initializer))
+    t = helper.make_node("Transpose", [n.input[1]], [n.input[1] + "_t"], name="bad_perm", perm=[0, 1, 2])
+    n.input[1] = t.output[0]
+    model.graph.node.insert(list(model.graph.node).index(n), t)
+
+
+def _computed_zero_point(model) -> None:
+    n = next(n for n in model.graph.node if n.op_type == "MatMulInteger")
+    n.input[3] = n.input[2]  # the activations' computed zero point where the weights' constant one was
+
+
+@pytest.mark.parametrize("case, source, match", [
+    ("nan_epsilon", "plain", r"at node .*LayerNorm epsilon nan is not a small positive number"),
+    ("bad_perm", "plain", r"at node 'bad_perm' \(Transpose\): cannot compute the constant"),
+    ("computed_zero_point", "quantized", r"at node .*MatMulInteger.*zero point .* must be a constant"),
+])
+def test_fuzzer_findings_are_refused(sources, tmp_path, case, source, match):
+    """Mutants that crashed the importer once (ValueError, AttributeError) now get our errors."""
+    import shutil
+
+    from edgebert.converters import convert
+    from edgebert.errors import UnsupportedModel
+
+    src = sources["plain"]
+    folder = tmp_path / "m"
+    shutil.copytree(src.parent, folder)
+    path = folder / "model.onnx"
+    if source == "quantized":
+        ort_q = pytest.importorskip("onnxruntime.quantization")
+        ort_q.quantize_dynamic(str(src), str(path), weight_type=ort_q.QuantType.QInt8)
+    model = onnx.load(str(path))
+    {"nan_epsilon": _nan_epsilon, "bad_perm": _bad_perm, "computed_zero_point": _computed_zero_point}[case](model)
+    onnx.save_model(model, str(path))
+    with pytest.raises(UnsupportedModel, match=match):
+        convert(path, tmp_path / "x.edgebert", dtype="float32")
+    assert not (tmp_path / "x.edgebert").exists()
