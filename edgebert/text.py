@@ -51,10 +51,41 @@ ALLOWED_COMPONENTS = {
 }
 # Replace normalizers' patterns: plain strings, or these regexes (XLM-R's tokenizer.json squeezes spaces).
 SAFE_PATTERNS = ({"Regex": " {2,}"},)
+# Bump when the checks below change: tokenizers remembered as checked are then checked again.
+CHECK_VERSION = 1
 
 
 def check_tokenizer(tokenizer_json: str, vocab_size: int | None = None) -> None:
-    """Refuse a tokenizer.json with components outside ``ALLOWED_COMPONENTS`` or ids beyond the vocabulary."""
+    """Refuse a tokenizer.json with components outside ``ALLOWED_COMPONENTS`` or ids beyond the vocabulary.
+
+    A tokenizer that passed is remembered by its SHA-256 (``$EDGEBERT_CACHE/checked-tokenizers``): the
+    check parses the whole JSON in Python (about 50 ms for a BERT vocabulary, a tenth of a cold start),
+    and a process that loads the same model again skips it. The cache lives beside the native kernel
+    library this process may load and run, so trusting it adds no one who could not already do more.
+    """
+    marker = _checked_marker(tokenizer_json, vocab_size)
+    if marker is not None and marker.exists():
+        return
+    _check_tokenizer(tokenizer_json, vocab_size)
+    if marker is not None:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:
+            pass  # a read-only cache only costs the check next time
+
+
+def _checked_marker(tokenizer_json: str, vocab_size: int | None):
+    import hashlib
+    import os
+    from pathlib import Path
+
+    root = os.environ.get("EDGEBERT_CACHE") or (Path.home() / ".cache" / "edgebert")
+    digest = hashlib.sha256(f"{vocab_size}|{CHECK_VERSION}|".encode() + tokenizer_json.encode("utf-8", "surrogatepass"))
+    return Path(root) / "checked-tokenizers" / digest.hexdigest()
+
+
+def _check_tokenizer(tokenizer_json: str, vocab_size: int | None) -> None:
     try:
         spec = json.loads(tokenizer_json)
     except (ValueError, RecursionError) as e:
