@@ -234,3 +234,22 @@ def test_arguments_that_do_not_fit_are_refused_before_any_write(native_cache):
     from edgebert.runtime.reference import add_norm_ref
 
     np.testing.assert_allclose(out, add_norm_ref(x, r, g, b, 1e-12), atol=ADD_NORM_TOL)
+
+
+def _native_paths_here():
+    from edgebert.runtime.kernels import cpu
+
+    return [p for p in library.NATIVE_PATHS if p in cpu.available_paths()]
+
+
+@pytest.mark.parametrize("path", _native_paths_here())
+def test_every_path_this_cpu_runs_is_bit_identical_native_and_jit(native_cache, tiny_int8, monkeypatch, path):
+    """EDGEBERT_KERNEL forces a GEMM path for both backends; each path's library matches its JIT."""
+    monkeypatch.setenv("EDGEBERT_KERNEL", path)
+    assert library.native_path() == path
+    native = edgebert.load(tiny_int8, backend="native", threads=2)
+    jit = edgebert.load(tiny_int8, backend="numba", threads=2)
+    assert native.executor.native.path == path
+    assert {p.path for p in jit.executor.packed.values()} == {path}
+    for texts in (TEXTS[:1], TEXTS * 5):
+        np.testing.assert_array_equal(native.embed(texts), jit.embed(texts))
