@@ -11,7 +11,6 @@ unknown top-level metadata keys (the spec's room for additive keys) are listed.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from typing import Any, Callable, Mapping
 
@@ -19,6 +18,7 @@ from edgebert import content as C
 from edgebert import names, ops
 from edgebert.errors import InvalidModelFile
 from edgebert.format import validate_graph
+from edgebert.text import top_level_value
 from edgebert.ops import show
 
 POOLING_MODES = ("mean", "cls", "max")
@@ -276,8 +276,8 @@ def _check_tokenizer_config(raw: Any, tokenizer_json: str, config: dict, refuse:
         if not ops.is_int(cfg[field]) or not low <= cfg[field] <= high:
             refuse(f"{key} {field} is {show(cfg[field])}; it must be an integer in {low}..{high}")
     try:
-        padding = json.loads(tokenizer_json).get("padding")
-    except (ValueError, AttributeError, RecursionError):
+        padding = top_level_value(tokenizer_json, "padding")  # not the whole vocabulary: cold start
+    except (ValueError, AttributeError, RecursionError, IndexError):
         padding = None  # the tokenizer's own check refuses it
     if isinstance(padding, dict) and ops.is_int(padding.get("pad_id")) and padding["pad_id"] != cfg["pad_token_id"]:
         refuse.mismatch(key, "pad_token_id", cfg["pad_token_id"], padding["pad_id"], "the tokenizer's padding")
