@@ -151,7 +151,8 @@ def _roofline(r: dict) -> list:
              "MiniLM-sized int8 GEMMs measured on this CPU in the same run, the fastest of "
              f"{next(iter(peaks.values())).get('reps', '?')} calls ("
              + "; ".join(f"{t} thread{'s' if t != '1' else ''}: {p['tops']:.3f} TOPS, {p['impl']} at "
-                         f"{p['shape']}" for t, p in peaks.items()) + ").", ""]
+                         f"{p['shape']}" + "".join(f"; {o['impl']} {o['tops']:.3f}" for o in p.get("other", []))
+                         for t, p in peaks.items()) + ").", ""]
     by = {(p["threads"], p["batch"], p["tokens"], p["engine"]): p for p in points}
     rows = []
     for row in r["latency"]:

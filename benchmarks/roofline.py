@@ -18,7 +18,10 @@ threads must not slow the other). A ceiling is what the machine does when
 undisturbed, so the rate is the fastest of PEAK_REPS calls (the median is
 recorded beside it): on a shared machine a median would put the ceiling under
 what the engines reach in quieter moments. It is a measured ceiling of this
-machine's int8 GEMM code paths, not a datasheet figure.
+machine's int8 GEMM code paths, not a datasheet figure; on AVX2 without VNNI
+ORT's kernel saturates int16 pair sums (inexact for full-range data), so there
+its rate is that of a lossy kernel (the report names the implementation and
+gives the other's rate beside it).
 
     python -m benchmarks.roofline [--threads 1 2]     # print the measured peak
 """

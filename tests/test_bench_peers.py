@@ -71,7 +71,8 @@ def fake_results():
                      "engines": {n: {"median_ms": ms * t, "p90_ms": ms * t, "n": 3} for n, ms in lat.items()}}
                     for t in (1, 2)],
         "throughput": [], "model_dims": MINILM,
-        "gemm_peak": {"1": {"tops": 2.0, "impl": "ORT MatMulInteger", "shape": "4096x384x1536"}},
+        "gemm_peak": {"1": {"tops": 2.0, "impl": "ORT MatMulInteger", "shape": "4096x384x1536",
+                            "other": [{"impl": "edgebert qlinear (avx2)", "tops": 0.5}]}},
     }
 
 
@@ -91,7 +92,7 @@ def test_report_carries_the_peers_and_the_roofline_table():
     md = report.markdown(r)
     ops = naive_ops(MINILM, 32, 128)
     assert "openvino 2026.4.1" in md and "- OpenVINO int8: nncf.quantize recipe" in md
-    assert "## Roofline" in md and "2.000 TOPS, ORT MatMulInteger at 4096x384x1536" in md
+    assert "## Roofline" in md and "2.000 TOPS, ORT MatMulInteger at 4096x384x1536; edgebert qlinear (avx2) 0.500" in md
     row = next(line for line in md.splitlines() if line.startswith("| 1 | 32 x 128 |") and "TOPS" not in line
                and "%" in line)
     ov = ops / 0.050 / 1e12
