@@ -36,12 +36,22 @@ def build(model_dir: Path, out_dir: Path, rebuild: bool = False) -> dict:
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("recipe") == RECIPE:
             return _result(paths, manifest)
+    _require("openvino", "nncf", "ctranslate2")
     shutil.rmtree(out_dir, ignore_errors=True)
     manifest = {"recipe": RECIPE}
     manifest.update(build_openvino(Path(model_dir), out_dir / "openvino"))
     manifest["ctranslate2_int8"] = build_ctranslate2(Path(model_dir), out_dir / "ct2-int8")
     manifest_path.write_text(json.dumps(manifest, indent=1))
     return _result(paths, manifest)
+
+
+def _require(*packages: str) -> None:
+    import importlib.util
+
+    missing = [p for p in packages if importlib.util.find_spec(p) is None]
+    if missing:
+        raise SystemExit(f"the OpenVINO / CTranslate2 peers need {', '.join(missing)}, not installed here: "
+                         f"pip install -e '.[bench]' (or leave those engines out of --engines)")
 
 
 def _result(paths: dict, manifest: dict) -> dict:

@@ -127,6 +127,18 @@ def test_calibration_feeds_are_one_real_sentence_each(minilm_dir):
         assert f["attention_mask"].all() and f["input_ids"][0, 0] == 101 and f["input_ids"][0, -1] == 102
 
 
+def test_missing_peer_packages_are_named(monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    absent = ("openvino", "ctranslate2")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "nncf" else
+                        None if name in absent else real(name, *a))
+    with pytest.raises(SystemExit, match=r"need openvino, ctranslate2, not installed here: pip install -e '\.\[bench\]'"):
+        export_peers.build(tmp_path, tmp_path / "peers")
+    assert not (tmp_path / "peers").exists()  # nothing removed or written before the check
+
+
 def _text_folder(tmp_path, minilm_dir):
     for name in ("tokenizer.json", "sentence_bert_config.json"):
         shutil.copy(minilm_dir / name, tmp_path / name)
