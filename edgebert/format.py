@@ -18,6 +18,7 @@ import mmap as _mmap
 import os
 import re
 import tempfile
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -235,11 +236,15 @@ def read_model(path, verify_checksum: bool = True, mmap: bool = True) -> ModelFi
     """Load a model; tensors are read-only, zero-copy views of a memory map when possible."""
     path = os.fspath(path)
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+        stat = os.fstat(f.fileno())
+        size = stat.st_size
         header = _read_header(f, path, size)
         payload = _map_data(f, path, size, header) if mmap else _read_data(f, path, header)
     if verify_checksum:
-        _verify_checksum(path, header.metadata, payload)
+        marker = _verified_marker(path, stat, header.metadata)
+        if marker is None or not marker.exists():
+            _verify_checksum(path, header.metadata, payload)
+            _touch(marker)
     tensors = {name: _tensor_view(payload, info) for name, info in header.tensors.items()}
     return ModelFile(path=path, metadata=header.metadata, tensors=tensors)
 
@@ -436,6 +441,34 @@ def _verify_checksum(path: str, metadata: dict[str, str], payload: np.ndarray) -
     actual = digest.hexdigest()
     if actual != stored:
         raise InvalidModelFile(f"{path}: payload is corrupted: sha256 {actual} != stored {stored}")
+
+
+def _verified_marker(path: str, stat: os.stat_result, metadata: dict):
+    """Where a successful checksum of this very file is remembered (``$EDGEBERT_CACHE/verified``), or None.
+
+    The key is the file's device, inode, size, modification and change times (the change time
+    moves on any write and cannot be set back) and its stored checksum: a file rewritten, copied
+    or truncated is hashed again; an unchanged one is not (hashing MiniLM's 24 MB was a tenth of
+    a process's start). The checksum guards against corruption in transit, not against someone
+    who may write the file, who could as well write a valid checksum.
+    """
+    stored = metadata.get(KEY_CHECKSUM)
+    if not isinstance(stored, str):
+        return None
+    root = os.environ.get("EDGEBERT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "edgebert")
+    key = (f"{os.path.realpath(path)}|{stat.st_dev}|{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}|"
+           f"{stat.st_ctime_ns}|{stored}")
+    return Path(root) / "verified" / hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _touch(marker) -> None:
+    if marker is None:
+        return
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        pass  # a read-only cache only costs the hash next time
 
 
 def _release(payload: np.ndarray, start: int, stop: int) -> None:

@@ -638,3 +638,32 @@ def test_op_table_is_data() -> None:
                         "relative_attention", "rotary", "add", "mean_pool", "disentangled_attention"}
     assert OPS["linear"].params == ("linear",)
     assert json.dumps(sorted(OPS["embed"].params))
+
+
+def test_a_verified_file_is_not_hashed_again_until_it_changes(tmp_path, monkeypatch, tiny_int8):
+    """The checksum of an unchanged file is remembered; a byte flipped in place (same size, even with
+    the modification time set back) is caught on the next read, and a refusal is never remembered."""
+    import shutil
+
+    from edgebert import format as fmt
+
+    monkeypatch.setenv("EDGEBERT_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "m.edgebert"
+    shutil.copyfile(tiny_int8, path)
+    hashed = []
+    real = fmt._verify_checksum
+    monkeypatch.setattr(fmt, "_verify_checksum", lambda *a: (hashed.append(1), real(*a)))
+    read_model(path)
+    read_model(path)
+    assert len(hashed) == 1
+    before = path.stat()
+    with open(path, "r+b") as f:  # flip the last payload byte in place
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last[0] ^ 0x01]))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    for _ in range(2):
+        with pytest.raises(InvalidModelFile, match="payload is corrupted"):
+            read_model(path)
+    assert len(hashed) == 3
