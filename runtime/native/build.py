@@ -40,17 +40,15 @@ STUBBED = frozenset({"numba_gil_ensure", "numba_gil_release", "numba_unpickle", 
 
 
 def _numba_types(entry: Entry):
+    """(the kernel's Numba signature, the C parameters' Numba types: a typed pointer per array, then its dims)."""
     from numba import types
 
     from ..kernels.precompile import numba_type
 
     sig = tuple(numba_type(t) for t in entry.types)
-    c = []
-    for kind in c_params(entry):
-        c.append({"i64": types.int64, "f64": types.float64, "f32": types.float32}.get(kind))
-    # pointers: one per array argument, in order
-    ptrs = iter(types.CPointer(numba_type(entry.types[i]).dtype) for i, _, _ in entry.arrays)
-    return sig, [next(ptrs) if t is None else t for t in c]
+    scalar = {"i64": types.int64, "f64": types.float64, "f32": types.float32}
+    pointers = iter(types.CPointer(sig[i].dtype) for i, _, _ in entry.arrays)  # one per array, in order
+    return sig, [next(pointers) if kind == "ptr" else scalar[kind] for kind in c_params(entry)]
 
 
 def compile_entry(entry: Entry):
