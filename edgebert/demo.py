@@ -7,7 +7,6 @@ the NumPy reference path: no torch needed).
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -32,7 +31,9 @@ QUERIES = ["Someone is having a meal.", "An animal chases another animal.", "Wil
 
 
 def cache_dir(cache: str | None) -> Path:
-    folder = Path(cache or os.environ.get("EDGEBERT_CACHE") or Path.home() / ".cache" / "edgebert")
+    from .settings import cache_root
+
+    folder = Path(cache) if cache else cache_root()
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

@@ -18,7 +18,6 @@ import mmap as _mmap
 import os
 import re
 import tempfile
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -455,10 +454,11 @@ def _verified_marker(path: str, stat: os.stat_result, metadata: dict):
     stored = metadata.get(KEY_CHECKSUM)
     if not isinstance(stored, str):
         return None
-    root = os.environ.get("EDGEBERT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "edgebert")
+    from .settings import cache_root
+
     key = (f"{os.path.realpath(path)}|{stat.st_dev}|{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}|"
            f"{stat.st_ctime_ns}|{stored}")
-    return Path(root) / "verified" / hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return cache_root() / "verified" / hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _touch(marker) -> None:

@@ -24,7 +24,9 @@ class ModelUnavailable(Exception):
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("EDGEBERT_CACHE") or Path.home() / ".cache" / "edgebert")
+    from .settings import cache_root as root
+
+    return root()
 
 
 def _parts() -> list[Path]:

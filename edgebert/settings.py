@@ -6,6 +6,15 @@ import os
 from .errors import InputError
 
 THREADS_ENV = "EDGEBERT_NUM_THREADS"
+CACHE_ENV = "EDGEBERT_CACHE"
+
+
+def cache_root():
+    """edgebert's cache folder: $EDGEBERT_CACHE, else ~/.cache/edgebert (compiled-kernel markers, the
+    native library, unpacked model packages, checked tokenizers, verified files)."""
+    from pathlib import Path
+
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "edgebert")
 
 
 def resolve_threads(threads: int | None, jit: bool = True) -> int:

@@ -107,12 +107,11 @@ def top_level_value(document: str, key: str, default=None):
 
 def _checked_marker(tokenizer_json: str, vocab_size: int | None):
     import hashlib
-    import os
-    from pathlib import Path
 
-    root = os.environ.get("EDGEBERT_CACHE") or (Path.home() / ".cache" / "edgebert")
+    from .settings import cache_root
+
     digest = hashlib.sha256(f"{vocab_size}|{CHECK_VERSION}|".encode() + tokenizer_json.encode("utf-8", "surrogatepass"))
-    return Path(root) / "checked-tokenizers" / digest.hexdigest()
+    return cache_root() / "checked-tokenizers" / digest.hexdigest()
 
 
 def _check_tokenizer(tokenizer_json: str, vocab_size: int | None) -> None:

@@ -14,7 +14,6 @@ finds everything compiled already.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,9 @@ def _marker() -> Path:
 
     numba = import_numba()  # the edgebert way (no scipy probes): this may be the process's first import
 
-    folder = Path(os.environ.get("EDGEBERT_CACHE") or Path.home() / ".cache" / "edgebert")
+    from .settings import cache_root
+
+    folder = cache_root()
     return folder / f"compiled-{llvm.get_host_cpu_name()}-numba{numba.__version__}-edgebert{__version__}"
 
 

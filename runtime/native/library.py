@@ -124,7 +124,9 @@ def library_dir(path: str) -> Path:
         h.update(b"no numba")
     for f in sorted([*KERNELS.glob("*.py"), *HERE.glob("*.py"), HERE / "shim.c"]):
         h.update(f.name.encode() + f.read_bytes())
-    root = Path(os.environ.get("EDGEBERT_CACHE") or Path.home() / ".cache" / "edgebert")
+    from edgebert.settings import cache_root
+
+    root = cache_root()
     return root / "native" / f"{path}-{h.hexdigest()[:16]}"
 
 
