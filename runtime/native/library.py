@@ -114,7 +114,17 @@ def native_path() -> str:
 
 
 def library_dir(path: str) -> Path:
-    """Where the library for ``path`` on this CPU with these sources lives."""
+    """Where the library for ``path`` on this CPU with these sources lives (under the cache root,
+    read each call: tests and users may point $EDGEBERT_CACHE elsewhere)."""
+    from edgebert.settings import cache_root
+
+    return cache_root() / "native" / f"{path}-{_identity(path)}"
+
+
+@functools.lru_cache(maxsize=None)
+def _identity(path: str) -> str:
+    """Hash of CPU, path, Numba version and the kernel and native sources: read once per process,
+    not at every model load (about 30 files)."""
     h = hashlib.sha256()
     model, features = cpu_identity()
     h.update(f"{model}|{sorted(features)}|{path}|{platform.machine()}".encode())
@@ -124,10 +134,7 @@ def library_dir(path: str) -> Path:
         h.update(b"no numba")
     for f in sorted([*KERNELS.glob("*.py"), *HERE.glob("*.py"), HERE / "shim.c"]):
         h.update(f.name.encode() + f.read_bytes())
-    from edgebert.settings import cache_root
-
-    root = cache_root()
-    return root / "native" / f"{path}-{h.hexdigest()[:16]}"
+    return h.hexdigest()[:16]
 
 
 def library_file(path: str) -> Path:
