@@ -19,16 +19,17 @@ accumulators + 2 weight vectors + 1 broadcast within the 16 AVX2 registers
 import numpy as np
 from . import _jit  # noqa: F401,I001  (Numba with edgebert's settings first)
 from llvmlite import ir
-from numba import njit, prange
-from numba.extending import intrinsic
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
 
-from .gemm_portable import JIT_OPTS, finish_row, quantize_all, tiles_per_task
+from .gemm_portable import JIT_OPTS, gelu_span, quantize_all, tiles_per_task
 from .packing import pack_pairs
-from .simd import I32X8, declare_intrinsic, make_ops
+from .simd import I32X8, declare_intrinsic, make_dequant_store, make_ops
 
 MR = 4  # rows per register tile (gemm_avxvnni: 6; see _tile)
 NR = 16  # columns per register tile (2 ymm of 8 int32)
 KG = 2  # k per vpmaddwd pair
+PANEL_ROWS = 128  # rows per block that each weight panel sweeps (see _tile_at)
 SHIFT = 0  # activations are plain int16 q
 # The AVX-VNNI variant's constants (gemm_avxvnni takes these, so the scratch
 # padding there and the tiles here agree): u8 rows = q + VNNI_SHIFT, VNNI_MR rows per tile.
@@ -36,6 +37,7 @@ VNNI_MR = 6
 VNNI_SHIFT = 128
 
 vzero, vload, vbcast32, vstore_acc, vlane = make_ops(I32X8)
+vstore_out = make_dequant_store(I32X8)
 _V8 = ir.VectorType(ir.IntType(32), 8)
 _V16H = ir.VectorType(ir.IntType(16), 16)
 
@@ -88,28 +90,53 @@ def pack(qw):
     return pack_pairs(qw, KG, NR)
 
 
-@njit(**JIT_OPTS)
-def _store_row(out, m, N, n0, corr, c0, c1):
-    """out[m, n0:n0+16] = acc (as out's dtype), ragged at the N edge."""
-    base = m * N + n0
-    if n0 + NR <= N:
-        vstore_acc(out, base, c0, corr, n0)
-        vstore_acc(out, base + 8, c1, corr, n0 + 8)
-    else:
-        for j in range(N - n0):
-            c = c0 if j < 8 else c1
-            out[base + j] = np.int32(vlane(c, j % 8) - corr[n0 + j])
+def _ragged(out, m0, rows, N, n0, corr, acc, rowq, sw, wsum, bias):
+    """The last column tile (< 16 columns), lane by lane: what vstore_out stores for whole ones.
+    acc: the tile's accumulators as a tuple (row 0 cols 0-7, row 0 cols 8-15, row 1 ...)."""
 
 
-@njit(**JIT_OPTS)
-def _tile(xq, Kp, m0, wp, nt, out, M, N, corr):
+@overload(_ragged, jit_options=JIT_OPTS)
+def _ragged_by_dtype(out, m0, rows, N, n0, corr, acc, rowq, sw, wsum, bias):
+    if out.dtype == types.float32:
+
+        def ragged_f32(out, m0, rows, N, n0, corr, acc, rowq, sw, wsum, bias):
+            for r in range(rows):
+                m = m0 + r
+                for j in range(N - n0):
+                    n = n0 + j
+                    a = np.float32(np.int32(vlane(_pick(acc, 2 * r + j // 8), j % 8) - corr[n]))
+                    out[m * N + n] = a * (rowq[0, m] * sw[n]) + (rowq[1, m] * wsum[n] + bias[n])
+
+        return ragged_f32
+
+    def ragged_i32(out, m0, rows, N, n0, corr, acc, rowq, sw, wsum, bias):
+        for r in range(rows):
+            for j in range(N - n0):
+                out[(m0 + r) * N + n0 + j] = np.int32(vlane(_pick(acc, 2 * r + j // 8), j % 8) - corr[n0 + j])
+
+    return ragged_i32
+
+
+@njit(inline="always", **JIT_OPTS)
+def _pick(acc, i):
+    """acc[i] of a homogeneous tuple of 12 vectors (a literal-free index for Numba)."""
+    v = acc[0]
+    for k in range(12):
+        if k == i:
+            v = acc[k]
+    return v
+
+
+@njit(_nrt=False, **JIT_OPTS)
+def _tile(xq, Kp, m0, wp, nt, out, M, N, corr, rowq, sw, wsum, bias):
     """Rows m0..m0+mr x cols nt*16..+16 in registers, then store.
 
     xq (Mp*Kp,) int16 rows with wp packed [Np/8][Kp/2][8][2] int8 (widened as
     loaded), or u8 rows with wp packed [Np/8][Kp/4][8][4] int8 (AVX-VNNI): 8
     columns of one k group per vector either way, at the same element
     offsets, so the offsets below serve both.
-    out (M*N,) flat.
+    out (M*N,) flat: int32 accumulators, or float32 dequantized with rowq, sw, wsum
+    and bias (``_store_row``; the int32 GEMM passes None for those).
 
     Rows per tile, ``_rows(xq)``: 6 with ``vpdpbusd`` (12 accumulators hide its
     latency: +13-37 % over 4 rows at MiniLM's shapes, two runs), 4 with ``vpmaddwd``
@@ -118,7 +145,7 @@ def _tile(xq, Kp, m0, wp, nt, out, M, N, corr):
     vanish from the compiled loop.
     """
     six = _rows(xq) == VNNI_MR
-    kg = 4 // xq.itemsize  # k per 32-bit lane: 2 int16 or 4 u8
+    kg = _k_per_lane(xq)  # k per 32-bit lane: 2 int16 or 4 u8
     bstride = Kp * 8  # weight elements per 8-column block
     wb = nt * 2 * bstride
     a0 = m0 * Kp
@@ -142,24 +169,73 @@ def _tile(xq, Kp, m0, wp, nt, out, M, N, corr):
             c40, c41 = dot(c40, x, b0, xq), dot(c41, x, b1, xq)
             x = vbcast32(xq, a5 + k)
             c50, c51 = dot(c50, x, b0, xq), dot(c51, x, b1, xq)
+    # Stores: the intrinsic in place (a helper per row would reference-count the arrays at
+    # every call, which cost more than the stores), lane by lane at a ragged N edge.
     n0 = nt * NR
-    _store_row(out, m0, N, n0, corr, c00, c01)
-    if m0 + 1 < M:
-        _store_row(out, m0 + 1, N, n0, corr, c10, c11)
-    if m0 + 2 < M:
-        _store_row(out, m0 + 2, N, n0, corr, c20, c21)
-    if m0 + 3 < M:
-        _store_row(out, m0 + 3, N, n0, corr, c30, c31)
-    if six and m0 + 4 < M:
-        _store_row(out, m0 + 4, N, n0, corr, c40, c41)
-    if six and m0 + 5 < M:
-        _store_row(out, m0 + 5, N, n0, corr, c50, c51)
+    rows = min(_rows(xq), M - m0)
+    if n0 + NR > N:
+        acc = (c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51)
+        _ragged(out, m0, rows, N, n0, corr, acc, rowq, sw, wsum, bias)
+        return
+    b = m0 * N + n0
+    vstore_out(out, b, c00, corr, n0, rowq, m0, sw, wsum, bias)
+    vstore_out(out, b + 8, c01, corr, n0 + 8, rowq, m0, sw, wsum, bias)
+    if rows > 1:
+        vstore_out(out, b + N, c10, corr, n0, rowq, m0 + 1, sw, wsum, bias)
+        vstore_out(out, b + N + 8, c11, corr, n0 + 8, rowq, m0 + 1, sw, wsum, bias)
+    if rows > 2:
+        vstore_out(out, b + 2 * N, c20, corr, n0, rowq, m0 + 2, sw, wsum, bias)
+        vstore_out(out, b + 2 * N + 8, c21, corr, n0 + 8, rowq, m0 + 2, sw, wsum, bias)
+    if rows > 3:
+        vstore_out(out, b + 3 * N, c30, corr, n0, rowq, m0 + 3, sw, wsum, bias)
+        vstore_out(out, b + 3 * N + 8, c31, corr, n0 + 8, rowq, m0 + 3, sw, wsum, bias)
+    if six and rows > 4:
+        vstore_out(out, b + 4 * N, c40, corr, n0, rowq, m0 + 4, sw, wsum, bias)
+        vstore_out(out, b + 4 * N + 8, c41, corr, n0 + 8, rowq, m0 + 4, sw, wsum, bias)
+    if six and rows > 5:
+        vstore_out(out, b + 5 * N, c50, corr, n0, rowq, m0 + 5, sw, wsum, bias)
+        vstore_out(out, b + 5 * N + 8, c51, corr, n0 + 8, rowq, m0 + 5, sw, wsum, bias)
 
 
-@njit(inline="always", **JIT_OPTS)
 def _rows(xq):
     """Rows per register tile: 6 for u8 (AVX-VNNI) rows, 4 for int16 (AVX2); see ``_tile``."""
     return VNNI_MR if xq.itemsize == 1 else MR
+
+
+def _k_per_lane(xq):
+    """k per 32-bit lane: 2 for int16 rows, 4 for u8."""
+    return 4 // xq.itemsize
+
+
+# Both as compile-time constants of xq's dtype: an array's ``itemsize`` is a runtime field in
+# Numba, and with it the tile loop kept both row counts and a runtime k step (the 6-row copy
+# spilled accumulators to the stack); from the type, the loop is one straight 4- or 6-row body.
+@overload(_rows, inline="always")
+def _rows_const(xq):
+    rows = VNNI_MR if xq.dtype.bitwidth == 8 else MR
+    return lambda xq: rows
+
+
+@overload(_k_per_lane, inline="always")
+def _k_per_lane_const(xq):
+    kg = 32 // xq.dtype.bitwidth
+    return lambda xq: kg
+
+
+@njit(inline="always", **JIT_OPTS)
+def _tile_at(t, n_nt, bt):
+    """Tile number t -> (column tile nt, row tile mt), for blocks of bt row tiles.
+
+    Within a block of rows, mt runs fastest: a task's run of tiles reuses one
+    weight panel, and even M=1 gives each thread some column tiles. Blocks of
+    PANEL_ROWS rows keep the rows a panel sweeps in L2: at 4096 rows (32x128)
+    one sweep over all rows per 16-column panel read 3-12 MB of int16 rows from
+    L3 or memory per panel (int8 GEMM 53 against 85-93 GOPS at 128 rows, 1 thread).
+    Tiles past the last row tile (mt >= n_mt, in a short last block) are skipped.
+    """
+    per_blk = bt * n_nt
+    r = t % per_blk
+    return r // bt, (t // per_blk) * bt + r % bt
 
 
 @njit(parallel=True, **JIT_OPTS)
@@ -172,22 +248,24 @@ def qlinear_kernel(x, wp, corr, sw, wsum, bias, in_scale, out, xq, rowq, Kp, gel
     """
     M = x.shape[0]
     N = out.shape[1]
-    bad = quantize_all(x, xq, rowq, VNNI_SHIFT if xq.itemsize == 1 else SHIFT, Kp, in_scale)
+    bad = quantize_all(x, xq, rowq, VNNI_SHIFT if _rows(xq) == VNNI_MR else SHIFT, Kp, in_scale)
     outf = out.reshape(-1)
     mr = _rows(xq)
     n_mt = (M + mr - 1) // mr
     n_nt = (N + NR - 1) // NR
-    # Tile t -> (nt, mt), mt fastest: a task's run of tiles reuses a weight
-    # panel; even M=1 gives each thread some column tiles.
-    n_tiles = n_mt * n_nt
+    bt = min(n_mt, max(1, PANEL_ROWS // mr))
+    n_tiles = ((n_mt + bt - 1) // bt) * bt * n_nt
     per = tiles_per_task(n_tiles)
     for task in prange((n_tiles + per - 1) // per):
         for t in range(task * per, min(task * per + per, n_tiles)):
-            nt, mt = t // n_mt, t % n_mt
+            nt, mt = _tile_at(t, n_nt, bt)
+            if mt >= n_mt:
+                continue
             m0, n0 = mt * mr, nt * NR
-            _tile(xq, Kp, m0, wp, nt, outf, M, N, corr)
-            for m in range(m0, min(m0 + mr, M)):
-                finish_row(out, m, n0, min(n0 + NR, N), rowq, sw, wsum, bias, gelu)
+            _tile(xq, Kp, m0, wp, nt, outf, M, N, corr, rowq, sw, wsum, bias)
+            if gelu:
+                for m in range(m0, min(m0 + mr, M)):
+                    gelu_span(out, m, n0, min(n0 + NR, N))
     return bad
 
 
@@ -199,9 +277,12 @@ def gemm_i32_kernel(xq, wp, corr, out, Kp):
     mr = _rows(xq)
     n_mt = (M + mr - 1) // mr
     n_nt = (N + NR - 1) // NR
-    n_tiles = n_mt * n_nt
+    bt = min(n_mt, max(1, PANEL_ROWS // mr))
+    n_tiles = ((n_mt + bt - 1) // bt) * bt * n_nt
     per = tiles_per_task(n_tiles)
     for task in prange((n_tiles + per - 1) // per):
         for t in range(task * per, min(task * per + per, n_tiles)):
-            nt, mt = t // n_mt, t % n_mt
-            _tile(xq, Kp, mt * mr, wp, nt, outf, M, N, corr)
+            nt, mt = _tile_at(t, n_nt, bt)
+            if mt >= n_mt:
+                continue
+            _tile(xq, Kp, mt * mr, wp, nt, outf, M, N, corr, None, None, None, None)

@@ -127,6 +127,15 @@ def finish_row(out, m, n0, n1, rowq, sw, wsum, bias, gelu):
             out[m, i] = out[m, i] * (sa_m * sw[i]) + (c_m * wsum[i] + bias[i])
 
 
+@njit(_nrt=False, **JIT_OPTS)  # no reference counting of out per call (see gemm_avx2._tile)
+def gelu_span(out, m, n0, n1):
+    """out[m, n0:n1] = GELU(out[m, n0:n1]): for kernels whose epilogue dequantizes in registers."""
+    u0 = np.uint64(n0)
+    for j in range(n1 - n0):
+        i = u0 + np.uint64(j)
+        out[m, i] = gelu32(out[m, i])
+
+
 @njit(inline="always", **JIT_OPTS)
 def _order_key(bits):
     """float32 bits (as int32) -> int32 that sorts like the float (an involution).

@@ -111,6 +111,59 @@ def make_ops(vt):
     return vzero, vload, vbcast32, vstore_acc, vlane
 
 
+def make_dequant_store(vt):
+    """``vstore_out`` for vector type ``vt``: the GEMM epilogue on a register of accumulators.
+
+    ``vstore_out(out, idx, v, corr, cidx, rowq, m, sw, wsum, bias)`` stores at ``out[idx:]``,
+    for the ``lanes`` columns n = cidx..:
+    - int32 out: ``v - corr[n]`` (the pure GEMM; rowq, sw, wsum, bias may be None);
+    - float32 out: ``float32(v - corr[n]) * (sa * sw[n]) + (c * wsum[n] + bias[n])`` with
+      sa, c = rowq[0, m], rowq[1, m]: ``gemm_portable.finish_row``'s formula step for step
+      (each product and sum rounded once, no FMA contraction), so the bits are the reference's.
+    One intrinsic rather than a jitted helper per row: it lowers to a few vector instructions
+    in the caller, where a helper holding the arrays cost NRT reference counting (atomic
+    increments and calls) per tile row, which took longer than the stores.
+    """
+    llvec = ir.VectorType(ir.IntType(32), vt.lanes)
+    llf32 = ir.VectorType(ir.FloatType(), vt.lanes)
+    zeros = ir.Constant(ir.VectorType(ir.IntType(32), vt.lanes), [0] * vt.lanes)
+
+    def _load(context, builder, aryty, ary, idx, ty):
+        ptr = _elem_ptr(context, builder, aryty, ary, idx)
+        return builder.load(builder.bitcast(ptr, ty.as_pointer()), align=1)
+
+    def _splat(builder, x):
+        one = builder.insert_element(ir.Constant(llf32, None), x, ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(one, ir.Constant(llf32, None), zeros)
+
+    @intrinsic
+    def vstore_out(typingctx, ary, idx, v, corr, cidx, rowq, m, sw, wsum, bias):
+        to_float = ary.dtype == types.float32
+        if not (to_float or ary.dtype == types.int32):
+            return None
+
+        def codegen(context, builder, sig, args):
+            ary_t, _, _, corr_t, _, rowq_t, _, sw_t, wsum_t, bias_t = sig.args
+            out, i, acc, cor, ci, rq, m_i, sw_a, wsum_a, bias_a = args
+            r = builder.sub(acc, _load(context, builder, corr_t, cor, ci, llvec))
+            if to_float:
+                row = context.make_array(rowq_t)(context, builder, rq)
+                ptr = [cgutils.get_item_pointer(context, builder, rowq_t, row, [ir.Constant(m_i.type, k), m_i])
+                       for k in (0, 1)]
+                sa, c = builder.load(ptr[0]), builder.load(ptr[1])
+                scale = builder.fmul(_splat(builder, sa), _load(context, builder, sw_t, sw_a, ci, llf32))
+                shift = builder.fmul(_splat(builder, c), _load(context, builder, wsum_t, wsum_a, ci, llf32))
+                shift = builder.fadd(shift, _load(context, builder, bias_t, bias_a, ci, llf32))
+                r = builder.fadd(builder.fmul(builder.sitofp(r, llf32), scale), shift)
+            ptr = _elem_ptr(context, builder, ary_t, out, i)
+            builder.store(r, builder.bitcast(ptr, r.type.as_pointer()), align=1)
+            return context.get_dummy_value()
+
+        return types.void(ary, idx, vt, corr, cidx, rowq, m, sw, wsum, bias), codegen
+
+    return vstore_out
+
+
 def declare_intrinsic(builder, name, ret, argtys):
     """Get or declare the LLVM intrinsic ``name`` in the current module."""
     mod = builder.module

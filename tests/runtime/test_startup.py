@@ -60,7 +60,7 @@ import numba
 import numpy as np
 import edgebert
 
-model = edgebert.load(sys.argv[1], threads=2)
+model = edgebert.load(sys.argv[1], threads=2, backend="numba")  # the JIT: its threading layers are the subject
 vectors = model.embed(["a first text", "a second, longer text with more words in it " * 6, "x"])
 print(numba.threading_layer(), vectors.tobytes().hex())
 """
