@@ -26,7 +26,6 @@ their vector widths). ``edgebert warmup`` compiles for the same settings.
 from __future__ import annotations
 
 import ctypes
-import importlib.metadata
 import importlib.util
 import os
 import sys
@@ -95,6 +94,8 @@ def preload_tbb() -> bool:
     """
     if os.environ.get("NUMBA_THREADING_LAYER", "").strip().lower() != "tbb" or not sys.platform.startswith("linux"):
         return False
+    import importlib.metadata  # here, not at the top: it costs tens of ms at every start
+
     try:
         files = importlib.metadata.files("tbb") or []
     except importlib.metadata.PackageNotFoundError:
