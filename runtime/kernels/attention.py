@@ -234,6 +234,21 @@ def vexp_shifted(typingctx, x, m):
 
 # ----------------------------------------------------------------- kernel --
 
+def _target_has_zmm() -> bool:
+    """Whether the CPU Numba compiles for has 32 512-bit registers (AVX-512), from the same
+    features it compiles with (NUMBA_CPU_FEATURES where set, as the native build sets them)."""
+    from llvmlite import binding as llvm
+
+    feats = numba.core.config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
+    return "+avx512f" in feats.split(",")
+
+
+# Register tiles of 4 queries (and 16 context columns) instead of 8 (and 32) where a 16-lane
+# vector takes two registers or more (AVX2: 2 of 16 ymm; NEON: 4 of 32): there the 8-query
+# tiles spilled (16 ymm of score accumulators, 32 of context ones). Every output element is
+# the same chain of FMAs in the same order either way, so the bits do not change.
+NARROW = not _target_has_zmm()
+
 @njit(cache=True, nogil=True, parallel=True, fastmath=True)
 def attention(qkv, seq_offsets, num_heads, out, scratch):
     """qkv (T, 3H) float32 [q | k | v], seq_offsets (B+1,) -> out (T, H) float32.
@@ -291,38 +306,65 @@ def attention(qkv, seq_offsets, num_heads, out, scratch):
             r5 = s + min(i0 + 5, L - 1)
             r6 = s + min(i0 + 6, L - 1)
             r7 = s + min(i0 + 7, L - 1)
-            # scores, tile QB x 16, with the running row max
-            m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = vzero()
-            for jb in range(0, Lp, W):
-                a0 = vzero(); a1 = vzero(); a2 = vzero(); a3 = vzero()  # noqa: E702
-                a4 = vzero(); a5 = vzero(); a6 = vzero(); a7 = vzero()  # noqa: E702
-                kb = jb * d
-                for c in range(d):
-                    k = vload(buf, kb + c * W)
-                    a0 = vfma(vbcast2(qkv, r0, qo + c), k, a0)
-                    a1 = vfma(vbcast2(qkv, r1, qo + c), k, a1)
-                    a2 = vfma(vbcast2(qkv, r2, qo + c), k, a2)
-                    a3 = vfma(vbcast2(qkv, r3, qo + c), k, a3)
-                    a4 = vfma(vbcast2(qkv, r4, qo + c), k, a4)
-                    a5 = vfma(vbcast2(qkv, r5, qo + c), k, a5)
-                    a6 = vfma(vbcast2(qkv, r6, qo + c), k, a6)
-                    a7 = vfma(vbcast2(qkv, r7, qo + c), k, a7)
-                if jb == 0:
-                    m0 = a0; m1 = a1; m2 = a2; m3 = a3; m4 = a4; m5 = a5; m6 = a6; m7 = a7  # noqa: E702
-                else:
-                    m0 = vmax(m0, a0); m1 = vmax(m1, a1); m2 = vmax(m2, a2); m3 = vmax(m3, a3)  # noqa: E702
-                    m4 = vmax(m4, a4); m5 = vmax(m5, a5); m6 = vmax(m6, a6); m7 = vmax(m7, a7)  # noqa: E702
-                vstore(buf, SO + jb, a0)
-                vstore(buf, SO + Lp + jb, a1)
-                vstore(buf, SO + 2 * Lp + jb, a2)
-                vstore(buf, SO + 3 * Lp + jb, a3)
-                vstore(buf, SO + 4 * Lp + jb, a4)
-                vstore(buf, SO + 5 * Lp + jb, a5)
-                vstore(buf, SO + 6 * Lp + jb, a6)
-                vstore(buf, SO + 7 * Lp + jb, a7)
-            buf[IO] = vhmax(m0); buf[IO + 1] = vhmax(m1); buf[IO + 2] = vhmax(m2)  # noqa: E702
-            buf[IO + 3] = vhmax(m3); buf[IO + 4] = vhmax(m4); buf[IO + 5] = vhmax(m5)  # noqa: E702
-            buf[IO + 6] = vhmax(m6); buf[IO + 7] = vhmax(m7)  # noqa: E702
+            if NARROW:  # scores, tiles of 4 queries x 16 keys, with the running row max
+                for g in range(0, QB, 4):
+                    q0 = s + min(i0 + g, L - 1)
+                    q1 = s + min(i0 + g + 1, L - 1)
+                    q2 = s + min(i0 + g + 2, L - 1)
+                    q3 = s + min(i0 + g + 3, L - 1)
+                    so = SO + g * Lp
+                    m0 = m1 = m2 = m3 = vzero()
+                    for jb in range(0, Lp, W):
+                        a0 = vzero(); a1 = vzero(); a2 = vzero(); a3 = vzero()  # noqa: E702
+                        kb = jb * d
+                        for c in range(d):
+                            k = vload(buf, kb + c * W)
+                            a0 = vfma(vbcast2(qkv, q0, qo + c), k, a0)
+                            a1 = vfma(vbcast2(qkv, q1, qo + c), k, a1)
+                            a2 = vfma(vbcast2(qkv, q2, qo + c), k, a2)
+                            a3 = vfma(vbcast2(qkv, q3, qo + c), k, a3)
+                        if jb == 0:
+                            m0 = a0; m1 = a1; m2 = a2; m3 = a3  # noqa: E702
+                        else:
+                            m0 = vmax(m0, a0); m1 = vmax(m1, a1); m2 = vmax(m2, a2); m3 = vmax(m3, a3)  # noqa: E702
+                        vstore(buf, so + jb, a0)
+                        vstore(buf, so + Lp + jb, a1)
+                        vstore(buf, so + 2 * Lp + jb, a2)
+                        vstore(buf, so + 3 * Lp + jb, a3)
+                    buf[IO + g] = vhmax(m0); buf[IO + g + 1] = vhmax(m1)  # noqa: E702
+                    buf[IO + g + 2] = vhmax(m2); buf[IO + g + 3] = vhmax(m3)  # noqa: E702
+            else:  # scores, tile QB x 16, with the running row max
+                m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = vzero()
+                for jb in range(0, Lp, W):
+                    a0 = vzero(); a1 = vzero(); a2 = vzero(); a3 = vzero()  # noqa: E702
+                    a4 = vzero(); a5 = vzero(); a6 = vzero(); a7 = vzero()  # noqa: E702
+                    kb = jb * d
+                    for c in range(d):
+                        k = vload(buf, kb + c * W)
+                        a0 = vfma(vbcast2(qkv, r0, qo + c), k, a0)
+                        a1 = vfma(vbcast2(qkv, r1, qo + c), k, a1)
+                        a2 = vfma(vbcast2(qkv, r2, qo + c), k, a2)
+                        a3 = vfma(vbcast2(qkv, r3, qo + c), k, a3)
+                        a4 = vfma(vbcast2(qkv, r4, qo + c), k, a4)
+                        a5 = vfma(vbcast2(qkv, r5, qo + c), k, a5)
+                        a6 = vfma(vbcast2(qkv, r6, qo + c), k, a6)
+                        a7 = vfma(vbcast2(qkv, r7, qo + c), k, a7)
+                    if jb == 0:
+                        m0 = a0; m1 = a1; m2 = a2; m3 = a3; m4 = a4; m5 = a5; m6 = a6; m7 = a7  # noqa: E702
+                    else:
+                        m0 = vmax(m0, a0); m1 = vmax(m1, a1); m2 = vmax(m2, a2); m3 = vmax(m3, a3)  # noqa: E702
+                        m4 = vmax(m4, a4); m5 = vmax(m5, a5); m6 = vmax(m6, a6); m7 = vmax(m7, a7)  # noqa: E702
+                    vstore(buf, SO + jb, a0)
+                    vstore(buf, SO + Lp + jb, a1)
+                    vstore(buf, SO + 2 * Lp + jb, a2)
+                    vstore(buf, SO + 3 * Lp + jb, a3)
+                    vstore(buf, SO + 4 * Lp + jb, a4)
+                    vstore(buf, SO + 5 * Lp + jb, a5)
+                    vstore(buf, SO + 6 * Lp + jb, a6)
+                    vstore(buf, SO + 7 * Lp + jb, a7)
+                buf[IO] = vhmax(m0); buf[IO + 1] = vhmax(m1); buf[IO + 2] = vhmax(m2)  # noqa: E702
+                buf[IO + 3] = vhmax(m3); buf[IO + 4] = vhmax(m4); buf[IO + 5] = vhmax(m5)  # noqa: E702
+                buf[IO + 6] = vhmax(m6); buf[IO + 7] = vhmax(m7)  # noqa: E702
             # softmax numerators in place, padding zeroed; 1/sum per row
             for r in range(QB):
                 ro = SO + r * Lp
@@ -338,52 +380,84 @@ def attention(qkv, seq_offsets, num_heads, out, scratch):
                     buf[j] = 0.0
                 acc = vadd(acc, vload(buf, last))
                 buf[IO + r] = np.float32(1.0) / vhsum(acc)
-            # context, tile QB x 32
-            for cb in range(0, dp, CB):
-                c0 = vzero(); c1 = vzero(); c2 = vzero(); c3 = vzero()  # noqa: E702
-                c4 = vzero(); c5 = vzero(); c6 = vzero(); c7 = vzero()  # noqa: E702
-                e0 = vzero(); e1 = vzero(); e2 = vzero(); e3 = vzero()  # noqa: E702
-                e4 = vzero(); e5 = vzero(); e6 = vzero(); e7 = vzero()  # noqa: E702
-                for j in range(Lp):
-                    v0 = vload(buf, VO + j * dp + cb)
-                    v1 = vload(buf, VO + j * dp + cb + W)
-                    p = vbcast(buf, SO + j)
-                    c0 = vfma(p, v0, c0); e0 = vfma(p, v1, e0)  # noqa: E702
-                    p = vbcast(buf, SO + Lp + j)
-                    c1 = vfma(p, v0, c1); e1 = vfma(p, v1, e1)  # noqa: E702
-                    p = vbcast(buf, SO + 2 * Lp + j)
-                    c2 = vfma(p, v0, c2); e2 = vfma(p, v1, e2)  # noqa: E702
-                    p = vbcast(buf, SO + 3 * Lp + j)
-                    c3 = vfma(p, v0, c3); e3 = vfma(p, v1, e3)  # noqa: E702
-                    p = vbcast(buf, SO + 4 * Lp + j)
-                    c4 = vfma(p, v0, c4); e4 = vfma(p, v1, e4)  # noqa: E702
-                    p = vbcast(buf, SO + 5 * Lp + j)
-                    c5 = vfma(p, v0, c5); e5 = vfma(p, v1, e5)  # noqa: E702
-                    p = vbcast(buf, SO + 6 * Lp + j)
-                    c6 = vfma(p, v0, c6); e6 = vfma(p, v1, e6)  # noqa: E702
-                    p = vbcast(buf, SO + 7 * Lp + j)
-                    c7 = vfma(p, v0, c7); e7 = vfma(p, v1, e7)  # noqa: E702
+            if NARROW:  # context, tiles of 4 queries x 16 columns
                 nq = min(QB, L - i0)
-                oc = qo + cb
-                if cb + CB <= d and nq == QB:
-                    vstore_scaled2(out, r0, oc, c0, buf[IO]); vstore_scaled2(out, r0, oc + W, e0, buf[IO])  # noqa: E702
-                    vstore_scaled2(out, r1, oc, c1, buf[IO + 1]); vstore_scaled2(out, r1, oc + W, e1, buf[IO + 1])  # noqa: E702,E501
-                    vstore_scaled2(out, r2, oc, c2, buf[IO + 2]); vstore_scaled2(out, r2, oc + W, e2, buf[IO + 2])  # noqa: E702,E501
-                    vstore_scaled2(out, r3, oc, c3, buf[IO + 3]); vstore_scaled2(out, r3, oc + W, e3, buf[IO + 3])  # noqa: E702,E501
-                    vstore_scaled2(out, r4, oc, c4, buf[IO + 4]); vstore_scaled2(out, r4, oc + W, e4, buf[IO + 4])  # noqa: E702,E501
-                    vstore_scaled2(out, r5, oc, c5, buf[IO + 5]); vstore_scaled2(out, r5, oc + W, e5, buf[IO + 5])  # noqa: E702,E501
-                    vstore_scaled2(out, r6, oc, c6, buf[IO + 6]); vstore_scaled2(out, r6, oc + W, e6, buf[IO + 6])  # noqa: E702,E501
-                    vstore_scaled2(out, r7, oc, c7, buf[IO + 7]); vstore_scaled2(out, r7, oc + W, e7, buf[IO + 7])  # noqa: E702,E501
-                else:  # ragged: through the tile, the same products rounded the same way
-                    vstore(buf, TO, c0); vstore(buf, TO + W, e0)  # noqa: E702
-                    vstore(buf, TO + CB, c1); vstore(buf, TO + CB + W, e1)  # noqa: E702
-                    vstore(buf, TO + 2 * CB, c2); vstore(buf, TO + 2 * CB + W, e2)  # noqa: E702
-                    vstore(buf, TO + 3 * CB, c3); vstore(buf, TO + 3 * CB + W, e3)  # noqa: E702
-                    vstore(buf, TO + 4 * CB, c4); vstore(buf, TO + 4 * CB + W, e4)  # noqa: E702
-                    vstore(buf, TO + 5 * CB, c5); vstore(buf, TO + 5 * CB + W, e5)  # noqa: E702
-                    vstore(buf, TO + 6 * CB, c6); vstore(buf, TO + 6 * CB + W, e6)  # noqa: E702
-                    vstore(buf, TO + 7 * CB, c7); vstore(buf, TO + 7 * CB + W, e7)  # noqa: E702
-                    for r in range(nq):
-                        inv = buf[IO + r]
-                        for c in range(cb, min(cb + CB, d)):
-                            out[s + i0 + r, qo + c] = buf[TO + r * CB + c - cb] * inv
+                for cb in range(0, dp, CB):
+                    full = cb + CB <= d and nq == QB
+                    for g in range(0, QB, 4):
+                        so = SO + g * Lp
+                        for half in range(0, CB, W):
+                            col = VO + cb + half
+                            c0 = vzero(); c1 = vzero(); c2 = vzero(); c3 = vzero()  # noqa: E702
+                            for j in range(Lp):
+                                v = vload(buf, col + j * dp)
+                                c0 = vfma(vbcast(buf, so + j), v, c0)
+                                c1 = vfma(vbcast(buf, so + Lp + j), v, c1)
+                                c2 = vfma(vbcast(buf, so + 2 * Lp + j), v, c2)
+                                c3 = vfma(vbcast(buf, so + 3 * Lp + j), v, c3)
+                            if full:
+                                oc, r = qo + cb + half, s + i0 + g
+                                vstore_scaled2(out, r, oc, c0, buf[IO + g])
+                                vstore_scaled2(out, r + 1, oc, c1, buf[IO + g + 1])
+                                vstore_scaled2(out, r + 2, oc, c2, buf[IO + g + 2])
+                                vstore_scaled2(out, r + 3, oc, c3, buf[IO + g + 3])
+                            else:
+                                to = TO + g * CB + half
+                                vstore(buf, to, c0)
+                                vstore(buf, to + CB, c1)
+                                vstore(buf, to + 2 * CB, c2)
+                                vstore(buf, to + 3 * CB, c3)
+                    if not full:  # ragged: through the tile, the same products rounded the same way
+                        for r in range(nq):
+                            inv = buf[IO + r]
+                            for c in range(cb, min(cb + CB, d)):
+                                out[s + i0 + r, qo + c] = buf[TO + r * CB + c - cb] * inv
+            else:  # context, tile QB x 32
+                for cb in range(0, dp, CB):
+                    c0 = vzero(); c1 = vzero(); c2 = vzero(); c3 = vzero()  # noqa: E702
+                    c4 = vzero(); c5 = vzero(); c6 = vzero(); c7 = vzero()  # noqa: E702
+                    e0 = vzero(); e1 = vzero(); e2 = vzero(); e3 = vzero()  # noqa: E702
+                    e4 = vzero(); e5 = vzero(); e6 = vzero(); e7 = vzero()  # noqa: E702
+                    for j in range(Lp):
+                        v0 = vload(buf, VO + j * dp + cb)
+                        v1 = vload(buf, VO + j * dp + cb + W)
+                        p = vbcast(buf, SO + j)
+                        c0 = vfma(p, v0, c0); e0 = vfma(p, v1, e0)  # noqa: E702
+                        p = vbcast(buf, SO + Lp + j)
+                        c1 = vfma(p, v0, c1); e1 = vfma(p, v1, e1)  # noqa: E702
+                        p = vbcast(buf, SO + 2 * Lp + j)
+                        c2 = vfma(p, v0, c2); e2 = vfma(p, v1, e2)  # noqa: E702
+                        p = vbcast(buf, SO + 3 * Lp + j)
+                        c3 = vfma(p, v0, c3); e3 = vfma(p, v1, e3)  # noqa: E702
+                        p = vbcast(buf, SO + 4 * Lp + j)
+                        c4 = vfma(p, v0, c4); e4 = vfma(p, v1, e4)  # noqa: E702
+                        p = vbcast(buf, SO + 5 * Lp + j)
+                        c5 = vfma(p, v0, c5); e5 = vfma(p, v1, e5)  # noqa: E702
+                        p = vbcast(buf, SO + 6 * Lp + j)
+                        c6 = vfma(p, v0, c6); e6 = vfma(p, v1, e6)  # noqa: E702
+                        p = vbcast(buf, SO + 7 * Lp + j)
+                        c7 = vfma(p, v0, c7); e7 = vfma(p, v1, e7)  # noqa: E702
+                    nq = min(QB, L - i0)
+                    oc = qo + cb
+                    if cb + CB <= d and nq == QB:
+                        vstore_scaled2(out, r0, oc, c0, buf[IO]); vstore_scaled2(out, r0, oc + W, e0, buf[IO])  # noqa: E702
+                        vstore_scaled2(out, r1, oc, c1, buf[IO + 1]); vstore_scaled2(out, r1, oc + W, e1, buf[IO + 1])  # noqa: E702,E501
+                        vstore_scaled2(out, r2, oc, c2, buf[IO + 2]); vstore_scaled2(out, r2, oc + W, e2, buf[IO + 2])  # noqa: E702,E501
+                        vstore_scaled2(out, r3, oc, c3, buf[IO + 3]); vstore_scaled2(out, r3, oc + W, e3, buf[IO + 3])  # noqa: E702,E501
+                        vstore_scaled2(out, r4, oc, c4, buf[IO + 4]); vstore_scaled2(out, r4, oc + W, e4, buf[IO + 4])  # noqa: E702,E501
+                        vstore_scaled2(out, r5, oc, c5, buf[IO + 5]); vstore_scaled2(out, r5, oc + W, e5, buf[IO + 5])  # noqa: E702,E501
+                        vstore_scaled2(out, r6, oc, c6, buf[IO + 6]); vstore_scaled2(out, r6, oc + W, e6, buf[IO + 6])  # noqa: E702,E501
+                        vstore_scaled2(out, r7, oc, c7, buf[IO + 7]); vstore_scaled2(out, r7, oc + W, e7, buf[IO + 7])  # noqa: E702,E501
+                    else:  # ragged: through the tile, the same products rounded the same way
+                        vstore(buf, TO, c0); vstore(buf, TO + W, e0)  # noqa: E702
+                        vstore(buf, TO + CB, c1); vstore(buf, TO + CB + W, e1)  # noqa: E702
+                        vstore(buf, TO + 2 * CB, c2); vstore(buf, TO + 2 * CB + W, e2)  # noqa: E702
+                        vstore(buf, TO + 3 * CB, c3); vstore(buf, TO + 3 * CB + W, e3)  # noqa: E702
+                        vstore(buf, TO + 4 * CB, c4); vstore(buf, TO + 4 * CB + W, e4)  # noqa: E702
+                        vstore(buf, TO + 5 * CB, c5); vstore(buf, TO + 5 * CB + W, e5)  # noqa: E702
+                        vstore(buf, TO + 6 * CB, c6); vstore(buf, TO + 6 * CB + W, e6)  # noqa: E702
+                        vstore(buf, TO + 7 * CB, c7); vstore(buf, TO + 7 * CB + W, e7)  # noqa: E702
+                        for r in range(nq):
+                            inv = buf[IO + r]
+                            for c in range(cb, min(cb + CB, d)):
+                                out[s + i0 + r, qo + c] = buf[TO + r * CB + c - cb] * inv
