@@ -24,7 +24,7 @@ from numba.extending import intrinsic, overload
 
 from .gemm_portable import JIT_OPTS, gelu_span, quantize_all, tiles_per_task
 from .packing import pack_pairs
-from .simd import I32X8, declare_intrinsic, make_dequant_store, make_ops
+from .simd import I32X8, declare_intrinsic, make_dequant_store, make_ops, prefetch
 
 MR = 4  # rows per register tile (gemm_avxvnni: 6; see _tile)
 NR = 16  # columns per register tile (2 ymm of 8 int32)
@@ -128,7 +128,7 @@ def _pick(acc, i):
 
 
 @njit(_nrt=False, **JIT_OPTS)
-def _tile(xq, Kp, m0, wp, nt, out, M, N, corr, rowq, sw, wsum, bias):
+def _tile(xq, Kp, m0, wp, nt, out, M, N, corr, rowq, sw, wsum, bias, pf):
     """Rows m0..m0+mr x cols nt*16..+16 in registers, then store.
 
     xq (Mp*Kp,) int16 rows with wp packed [Np/8][Kp/2][8][2] int8 (widened as
@@ -136,7 +136,13 @@ def _tile(xq, Kp, m0, wp, nt, out, M, N, corr, rowq, sw, wsum, bias):
     columns of one k group per vector either way, at the same element
     offsets, so the offsets below serve both.
     out (M*N,) flat: int32 accumulators, or float32 dequantized with rowq, sw, wsum
-    and bias (``_store_row``; the int32 GEMM passes None for those).
+    and bias (``vstore_out``; the int32 GEMM passes None for those).
+
+    pf: prefetch the next column tile's weights while streaming this one's.
+    A block's first row tile reads its panel from memory (in a forward, a
+    linear's weights were last used a whole forward ago and are out of cache:
+    each MiniLM linear took 0.1-0.6 ms longer than with hot weights); callers
+    set pf on that tile when the same task computes the next panel too.
 
     Rows per tile, ``_rows(xq)``: 6 with ``vpdpbusd`` (12 accumulators hide its
     latency: +13-37 % over 4 rows at MiniLM's shapes, two runs), 4 with ``vpmaddwd``
@@ -152,8 +158,12 @@ def _tile(xq, Kp, m0, wp, nt, out, M, N, corr, rowq, sw, wsum, bias):
     a1, a2, a3, a4, a5 = a0 + Kp, a0 + 2 * Kp, a0 + 3 * Kp, a0 + 4 * Kp, a0 + 5 * Kp
     c00 = c01 = c10 = c11 = c20 = c21 = vzero()
     c30 = c31 = c40 = c41 = c50 = c51 = vzero()
+    nxt = 2 * bstride  # the next column tile's weights, at the same offsets
     for k in range(0, Kp, kg):
         w = wb + k * 8
+        if pf:
+            prefetch(wp, w + nxt)
+            prefetch(wp, w + nxt + bstride)
         b0 = wload(wp, w, xq)
         b1 = wload(wp, w + bstride, xq)
         x = vbcast32(xq, a0 + k)
@@ -257,12 +267,14 @@ def qlinear_kernel(x, wp, corr, sw, wsum, bias, in_scale, out, xq, rowq, Kp, gel
     n_tiles = ((n_mt + bt - 1) // bt) * bt * n_nt
     per = tiles_per_task(n_tiles)
     for task in prange((n_tiles + per - 1) // per):
-        for t in range(task * per, min(task * per + per, n_tiles)):
+        end = min(task * per + per, n_tiles)
+        for t in range(task * per, end):
             nt, mt = _tile_at(t, n_nt, bt)
             if mt >= n_mt:
                 continue
             m0, n0 = mt * mr, nt * NR
-            _tile(xq, Kp, m0, wp, nt, outf, M, N, corr, rowq, sw, wsum, bias)
+            pf = mt % bt == 0 and nt + 1 < n_nt and t + bt < end  # this task's next panel
+            _tile(xq, Kp, m0, wp, nt, outf, M, N, corr, rowq, sw, wsum, bias, pf)
             if gelu:
                 for m in range(m0, min(m0 + mr, M)):
                     gelu_span(out, m, n0, min(n0 + NR, N))
@@ -281,8 +293,10 @@ def gemm_i32_kernel(xq, wp, corr, out, Kp):
     n_tiles = ((n_mt + bt - 1) // bt) * bt * n_nt
     per = tiles_per_task(n_tiles)
     for task in prange((n_tiles + per - 1) // per):
-        for t in range(task * per, min(task * per + per, n_tiles)):
+        end = min(task * per + per, n_tiles)
+        for t in range(task * per, end):
             nt, mt = _tile_at(t, n_nt, bt)
             if mt >= n_mt:
                 continue
-            _tile(xq, Kp, mt * mr, wp, nt, outf, M, N, corr, None, None, None, None)
+            pf = mt % bt == 0 and nt + 1 < n_nt and t + bt < end
+            _tile(xq, Kp, mt * mr, wp, nt, outf, M, N, corr, None, None, None, None, pf)

@@ -164,6 +164,22 @@ def make_dequant_store(vt):
     return vstore_out
 
 
+@intrinsic
+def prefetch(typingctx, ary, idx):
+    """Prefetch the cache line holding element ``idx`` of a 1-D array into L1 (a hint: never
+    faults, so an index past the end is harmless)."""
+
+    def codegen(context, builder, sig, args):
+        i8p = ir.IntType(8).as_pointer()
+        ptr = builder.bitcast(_elem_ptr(context, builder, sig.args[0], args[0], args[1]), i8p)
+        i32 = ir.IntType(32)
+        fn = declare_intrinsic(builder, "llvm.prefetch.p0", ir.VoidType(), [i8p, i32, i32, i32])
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])  # read, keep, data
+        return context.get_dummy_value()
+
+    return types.void(ary, idx), codegen
+
+
 def declare_intrinsic(builder, name, ret, argtys):
     """Get or declare the LLVM intrinsic ``name`` in the current module."""
     mod = builder.module
