@@ -103,7 +103,7 @@ def gelu_inplace(y):
             y[m, j] = gelu32(y[m, j])
 
 
-@njit(**JIT_OPTS)
+@njit(_nrt=False, **JIT_OPTS)  # called per tile row: no reference counting of its five arrays per call
 def finish_row(out, m, n0, n1, rowq, sw, wsum, bias, gelu):
     """out[m, n0:n1] holds float32(acc); make it acc*(sa*sw) + (c*wsum + bias), then GELU.
 
