@@ -17,8 +17,10 @@ import contextlib
 import os
 import threading
 import weakref
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:  # imported where the first pool starts: concurrent.futures (with logging) costs ~10 ms at start-up
+    from concurrent.futures import ThreadPoolExecutor
 
 # Below this many batches per thread, batches run one at a time on all threads:
 # with few batches of unequal lengths, one thread would idle while another
@@ -80,6 +82,8 @@ class BatchRunner:
         with self._lock:
             if self._pool is None:
                 # idle workers block on a queue: no CPU while nothing runs
+                from concurrent.futures import ThreadPoolExecutor
+
                 self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="edgebert")
                 weakref.finalize(self, self._pool.shutdown, wait=False)
             return self._pool

@@ -171,7 +171,7 @@ def test_threading_layer_check_reads_numba(monkeypatch):
 
 _WORKQUEUE_SCRIPT = """
 import sys, threading, numpy as np, numba, edgebert
-model = edgebert.load(sys.argv[1], threads=2)
+model = edgebert.load(sys.argv[1], threads=2, backend="numba")  # the JIT: Numba's workqueue layer is the subject
 texts = [f"text number {i} " * (1 + i % 7) for i in range(24)]
 expected = model.embed(texts, batch_size=4)
 assert numba.threading_layer() == "workqueue", numba.threading_layer()
