@@ -1,7 +1,8 @@
 """DeBERTa-v2 and v3, mDeBERTa (transformers' ``deberta-v2``): disentangled attention over log-bucketed
 relative positions (``disentangled_attention`` nodes), absolute positions in the input only with
 ``position_biased_input`` (v2), the relative table LayerNormed with ``norm_rel_ebd`` and projected by each
-layer's own query and key weights with ``share_att_key`` (v3); the ContextPooler (dense + pooler_hidden_act
+layer's own query and key weights with ``share_att_key`` (v3); DeBERTa-v2's convolution after layer 0
+(``conv_kernel_size``: a ``neighbours`` node and a linear); the ContextPooler (dense + pooler_hidden_act
 on token 0) before the classifier. Data, not code."""
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ from edgebert import names
 from edgebert.errors import UnsupportedModel
 
 from .family import Family, Head, config_value, part, register_family
-from .spec import EncoderConfig, HeadGraph
+from .spec import CONV_ACTIVATIONS, EncoderConfig, HeadGraph
 
 # DebertaV2Config's defaults (save_pretrained writes only the keys that differ), plus the attributes
 # transformers reads with getattr defaults
 DEFAULTS = {"hidden_act": "gelu", "max_position_embeddings": 512, "type_vocab_size": 0, "layer_norm_eps": 1e-7,
             "relative_attention": False, "max_relative_positions": -1, "position_biased_input": True,
             "pos_att_type": None, "pooler_hidden_act": "gelu", "position_buckets": -1, "share_att_key": False,
-            "norm_rel_ebd": "none", "conv_kernel_size": 0}
+            "norm_rel_ebd": "none", "conv_kernel_size": 0, "conv_act": "tanh", "conv_groups": 1}
 POS_ATT_TYPES = ("c2p", "p2c")  # both, in any order: the one combination disentangled_attention computes
 POOLER_ACTIVATIONS = ("gelu", "tanh", "relu")  # the linear op's, for pooler_hidden_act
 NORM_REL = {"none": False, "layer_norm": True}
@@ -38,8 +39,13 @@ def read_config(cfg: dict) -> EncoderConfig:
         _refuse("pos_att_type", cfg.get("pos_att_type"), '["p2c", "c2p"] (both)')
     if _get(cfg, "relative_attention") is not True:
         _refuse("relative_attention", cfg.get("relative_attention", False), "true")
-    if _get(cfg, "conv_kernel_size") != 0:
-        _refuse("conv_kernel_size", cfg["conv_kernel_size"], "0 (no convolution layer)")
+    conv = _get(cfg, "conv_kernel_size")
+    if not (isinstance(conv, int) and not isinstance(conv, bool) and conv >= 0 and (conv == 0 or conv % 2 == 1)):
+        _refuse("conv_kernel_size", conv, "0 (no convolution layer) or an odd size (a same-padded Conv1d)")
+    if conv and _get(cfg, "conv_groups") != 1:
+        _refuse("conv_groups", cfg["conv_groups"], "1")
+    if conv and _get(cfg, "conv_act") not in CONV_ACTIVATIONS:
+        _refuse("conv_act", cfg["conv_act"], ", ".join(CONV_ACTIVATIONS))
     norm = str(_get(cfg, "norm_rel_ebd")).lower().replace(" ", "")
     if norm not in NORM_REL:
         _refuse("norm_rel_ebd", cfg["norm_rel_ebd"], ", ".join(NORM_REL))
@@ -70,7 +76,8 @@ def read_config(cfg: dict) -> EncoderConfig:
         position="absolute" if _get(cfg, "position_biased_input") else "relative",
         # transformers: max_relative_positions < 1 means max_position_embeddings; buckets <= 0 none
         max_relative_positions=max_rel if max_rel >= 1 else max_pos, position_buckets=max(buckets, 0),
-        share_att_key=share, rel_norm=NORM_REL[norm])
+        share_att_key=share, rel_norm=NORM_REL[norm],
+        conv_kernel_size=conv, conv_act=_get(cfg, "conv_act") if conv else None)
 
 
 def head_graph(cfg: dict) -> HeadGraph:
@@ -90,13 +97,15 @@ DEBERTA_V2 = register_family(Family(
                 "embeddings.position_embeddings": names.POSITION_EMBD,
                 "embeddings.token_type_embeddings": names.TOKEN_TYPE_EMBD,
                 "embeddings.LayerNorm": names.EMBD_NORM,
-                "encoder.rel_embeddings": names.REL_EMBD, "encoder.LayerNorm": names.REL_NORM},
+                "encoder.rel_embeddings": names.REL_EMBD, "encoder.LayerNorm": names.REL_NORM,
+                "encoder.conv.LayerNorm": names.CONV_NORM},
     layer="encoder.layer.{i}.",
     qkv=("attention.self.query_proj", "attention.self.key_proj", "attention.self.value_proj"),
     layer_names={"attention.output.dense": names.ATTN_OUTPUT, "attention.output.LayerNorm": names.ATTN_NORM,
                  "intermediate.dense": names.FFN_UP, "output.dense": names.FFN_DOWN,
                  "output.LayerNorm": names.FFN_NORM},
     stacked={names.ATTN_POS: ("attention.self.pos_query_proj", "attention.self.pos_key_proj")},
+    conv1d={"encoder.conv.conv": names.CONV},
     bare=("DebertaV2Model",),
     heads={
         "DebertaV2ForSequenceClassification": Head("sequence-classification",

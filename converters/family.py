@@ -65,6 +65,9 @@ class Family:
     # role -> source names under the layer prefix whose tensors stack along rows into it, where the spec has
     # the role's slot (DeBERTa-v2's position query and key projections into attn_pos)
     stacked: dict = field(default_factory=dict)
+    # source name under the base -> role of a Conv1d (weight (N, C, k)) stored as a linear over k neighbouring
+    # rows side by side, (N, k C), where the spec has the role's slot (DeBERTa-v2's conv layer)
+    conv1d: dict = field(default_factory=dict)
 
     @property
     def architectures(self) -> tuple[str, ...]:
@@ -121,6 +124,14 @@ def fill_encoder(family: Family, spec: ModelSpec, ckpt: Checkpoint, prefix: str)
     for src, role in family.embeddings.items():
         for suffix in _suffixes(spec, role.prefix()):
             spec[role.prefix() + suffix] = ckpt.take(prefix + src + suffix)
+    for src, role in family.conv1d.items():
+        if role.prefix() + names.WEIGHT in spec.slots:
+            w = ckpt.take(prefix + src + names.WEIGHT)
+            if w.ndim != 3:
+                raise UnsupportedModel(f"{prefix + src + names.WEIGHT}: a Conv1d weight is (out, in, k), got {w.shape}")
+            # out[t, o] = sum over j, c of w[o, c, j] x[t + j - k//2, c]: column j C + c of the linear
+            spec[role.prefix() + names.WEIGHT] = w.transpose(0, 2, 1).reshape(w.shape[0], -1)
+            spec[role.prefix() + names.BIAS] = ckpt.take(prefix + src + names.BIAS)
     for i in range(spec.config.stored_layers):  # one when the layers share their weights (ALBERT)
         layer = prefix + family.layer.format(i=i)
         for suffix in (names.WEIGHT, names.BIAS):

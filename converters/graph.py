@@ -35,6 +35,7 @@ def bert_encoder_graph(c: EncoderConfig) -> dict:
     h = "h0"
     for i in range(c.num_layers):
         out = "last_hidden_state" if i == c.num_layers - 1 else f"h{i + 1}"
+        layer_out = "layer0" if i == 0 and c.conv_kernel_size else out
         w = c.weights_of(i)  # shared_layers: every layer's nodes name blk.0's tensors, stored once
         nodes += [
             node("linear", [h], [f"qkv{i}"], {"linear": names.ATTN_QKV.prefix(w)}, activation="none"),
@@ -42,8 +43,14 @@ def bert_encoder_graph(c: EncoderConfig) -> dict:
             node("linear", [f"ctx{i}"], [f"ao{i}"], {"linear": names.ATTN_OUTPUT.prefix(w)}, activation="none"),
             node("add_norm", [f"ao{i}", h], [f"n{i}"], {"norm": names.ATTN_NORM.prefix(w)}, eps=eps),
             *feed_forward(c, i, f"n{i}", f"down{i}", w),
-            node("add_norm", [f"down{i}", f"n{i}"], [out], {"norm": names.FFN_NORM.prefix(w)}, eps=eps),
+            node("add_norm", [f"down{i}", f"n{i}"], [layer_out], {"norm": names.FFN_NORM.prefix(w)}, eps=eps),
         ]
+        if layer_out != out:  # DeBERTa-v2: norm(layer 0's output + act(Conv1d over the embeddings))
+            nodes += [
+                node("neighbours", ["h0", "seq_offsets"], ["conv_in"], size=c.conv_kernel_size),
+                node("linear", ["conv_in"], ["conv_out"], {"linear": names.CONV.prefix()}, activation=c.conv_act),
+                node("add_norm", ["conv_out", layer_out], [out], {"norm": names.CONV_NORM.prefix()}, eps=eps),
+            ]
         h = out
     if c.num_layers == 0:
         raise ValueError("a BERT encoder needs at least one layer")

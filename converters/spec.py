@@ -38,10 +38,13 @@ FLAGS = {
     "max_relative_positions": (None, int),
     "share_att_key": (False, True),
     "rel_norm": (False, True),
+    # DeBERTa-v2's convolution after layer 0 (0: none): its odd kernel size, and conv_act its activation
+    "conv_kernel_size": (0, int),
 }
 # ``int`` in FLAGS: any integer >= this (position_offset may be 0; an embedding width may not).
 FLAG_MINIMUM = {"position_offset": 0, "embedding_size": 1, "relative_buckets": 4, "position_buckets": 0,
-                "max_relative_positions": 1}
+                "max_relative_positions": 1, "conv_kernel_size": 0}
+CONV_ACTIVATIONS = ("tanh", "gelu", "relu", "gelu_tanh")  # the linear op's, for conv_act
 RELATIVE_MAX_DISTANCE = 128  # MPNet's relative_position_bucket: max_distance is fixed there
 
 
@@ -84,6 +87,8 @@ class EncoderConfig:
     max_relative_positions: int | None = None
     share_att_key: bool = False
     rel_norm: bool = False
+    conv_kernel_size: int = 0
+    conv_act: str | None = None  # with conv_kernel_size: one of CONV_ACTIVATIONS
     rope_theta: float | None = None  # rotary: the base of the global layers
     local_rope_theta: float | None = None  # rotary: the base of the local (windowed) layers
     local_window: int | None = None  # a local layer's query sees keys at most this far (local_attention // 2)
@@ -113,6 +118,10 @@ class EncoderConfig:
                 f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         self._check_attention_layout()
         self._check_disentangled()
+        k = self.conv_kernel_size
+        if (k and (k % 2 == 0 or self.conv_act not in CONV_ACTIVATIONS)) or (not k and self.conv_act is not None):
+            raise UnsupportedModel(f"conv_kernel_size {k!r} must be 0 (with conv_act null) or odd (with conv_act "
+                                   f"one of {', '.join(CONV_ACTIVATIONS)}), got conv_act {self.conv_act!r}")
 
     def _check_disentangled(self) -> None:
         """position_buckets and max_relative_positions together; share_att_key and rel_norm only with them."""
@@ -254,6 +263,9 @@ def bert_slots(c: EncoderConfig) -> dict[str, Slot]:
             slots.update(slots_of(names.ATTN_POS, (2 * H, H), i))  # position query rows, then key rows
     if c.norm_placement == "pre":
         slots.update(slots_of(names.FINAL_NORM, (H,)))
+    if c.conv_kernel_size:
+        slots.update(slots_of(names.CONV, (H, c.conv_kernel_size * H)))
+        slots.update(slots_of(names.CONV_NORM, (H,)))
     return slots
 
 

@@ -221,6 +221,20 @@ def _rel_norm(c: Content) -> bool:
                "attention nodes' rel_norm params")
 
 
+def _conv(c: Content) -> tuple[int, str | None]:
+    """(size, activation) of the convolution: a neighbours node and the linear reading it; (0, None) without."""
+    nodes = c.ops("neighbours")
+    if not nodes:
+        return 0, None
+    if len(nodes) > 1:
+        raise ContentError(f"{len(nodes)} neighbours nodes; a convolution layer is one")
+    out = (nodes[0].get("outputs") or [None])[0]
+    readers = [n for n in c.ops("linear") if (n.get("inputs") or [None])[0] == out]
+    if len(readers) != 1:
+        raise ContentError("a neighbours node's output must be read by one linear node (the convolution)")
+    return c.attr(nodes[0], "size"), c.attr(readers[0], "activation")
+
+
 def _layout(c: Content) -> list[tuple[Any, Any]]:
     """(window attr or None, rotary theta or None) of each plain attention node, in layer order."""
     out = []
@@ -303,6 +317,8 @@ CONFIG_RULES: dict[str, Callable[[Content], Any]] = {
     "max_relative_positions": _disentangled_attr("max_relative_positions"),
     "share_att_key": _share_att_key,
     "rel_norm": _rel_norm,
+    "conv_kernel_size": lambda c: _conv(c)[0],
+    "conv_act": lambda c: _conv(c)[1],
     "rope_theta": _of_layers("global", 1),
     "local_rope_theta": _of_layers("local", 1),
     "local_window": _of_layers("local", 0),

@@ -163,6 +163,8 @@ CONFIG_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_relative_positions": (lambda v: v is None or _is_size(v), f"null or an integer in 1..{MAX_SIZE}"),
     "share_att_key": (lambda v: isinstance(v, bool), "a JSON boolean"),
     "rel_norm": (lambda v: isinstance(v, bool), "a JSON boolean"),
+    "conv_kernel_size": (lambda v: _is_size(v, 0), f"an integer in 0..{MAX_SIZE}"),
+    "conv_act": (lambda v: v is None or v in _activations(), "null or one of the linear op's activations"),
 }
 
 

@@ -76,6 +76,10 @@ FFN_UP = Role("blk.{i}.ffn_up", "linear", smoothed=True, calibrated=True)
 FFN_DOWN = Role("blk.{i}.ffn_down", "linear", calibrated=True)
 FFN_NORM = Role("blk.{i}.ffn_norm", "norm")
 FINAL_NORM = Role("output_norm", "norm")  # pre-norm encoders (ModernBERT): after the last layer
+# DeBERTa-v2's convolution after layer 0 (conv_kernel_size k): a Conv1d over each sequence's embeddings
+# stored as a linear over k neighbouring rows side by side, (H, k H); its LayerNorm after the residual add
+CONV = Role("conv", "linear", calibrated=True)
+CONV_NORM = Role("conv_norm", "norm")
 
 # ---- task heads (docs/format.md, "Heads") ----------------------------------------
 # Small final layers (a few output rows) stay float32: int8 saves almost no
@@ -96,7 +100,7 @@ RTD = Role("rtd", "float")
 
 ROLES = (TOKEN_EMBD, POSITION_EMBD, TOKEN_TYPE_EMBD, EMBD_NORM, EMBD_PROJ, REL_BIAS, ATTN_QKV, ATTN_OUTPUT, ATTN_NORM, FFN_UP,
          FFN_DOWN, FFN_NORM, POOLER, CLASSIFIER, QA, NSP, MLM_TRANSFORM, MLM_NORM, MLM_DECODER, RTD_TRANSFORM, RTD,
-         FINAL_NORM, POOLER_NORM, REL_EMBD, REL_NORM, ATTN_POS)
+         FINAL_NORM, POOLER_NORM, REL_EMBD, REL_NORM, ATTN_POS, CONV, CONV_NORM)
 
 
 def role_of(prefix: str) -> Role | None:

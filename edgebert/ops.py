@@ -277,6 +277,18 @@ def _add(node: dict, ctx: GraphContext) -> list:
     return [a]
 
 
+MAX_NEIGHBOURS = 31  # rows side by side; DeBERTa-v2 uses 3: a cap keeps a hostile file from asking for huge rows
+
+
+def _neighbours(node: dict, ctx: GraphContext) -> list:
+    width, size = node["_widths"][0], node["attrs"]["size"]
+    if size % 2 == 0 or size > MAX_NEIGHBOURS:
+        raise ValueError(f"size {size} must be odd and at most {MAX_NEIGHBOURS}")
+    if width is NO_WIDTH:
+        raise ValueError("the first input must be an activation")
+    return [size * width]
+
+
 def _geglu(node: dict, ctx: GraphContext) -> list:
     (width,) = node["_widths"]
     if width % 2:
@@ -308,6 +320,9 @@ OPS: dict[str, OpSchema] = {
     "add_norm": OpSchema(1, (ROWS, ROWS), ("norm",), {"eps": EPS}, _add_norm,
                          onnx=("SkipLayerNormalization",)),
     "geglu": OpSchema(1, (ROWS,), (), {}, _geglu),  # gated feed-forward (ModernBERT's MLP)
+    # row t of a sequence -> rows t - size//2 .. t + size//2 side by side, zeros outside the sequence: a
+    # linear over it is a same-padded Conv1d along the sequence (DeBERTa-v2's conv layer)
+    "neighbours": OpSchema(1, (ROWS, OFFSETS), (), {"size": Attr(positive_int)}, _neighbours),
     # Task heads (docs/format.md, "Heads").
     "first_token": OpSchema(1, (ROWS, OFFSETS), (), {}, _first_token, per_sequence=True),
     "mean_pool": OpSchema(1, (ROWS, OFFSETS), (), {}, _first_token, per_sequence=True),  # mean of each sequence's rows

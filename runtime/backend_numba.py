@@ -131,6 +131,19 @@ def add(node, ctx):
     return step
 
 
+def neighbours(node, ctx):
+    kernel = ctx.kernel("residual", "neighbours")
+    size = int(node["attrs"]["size"])
+    (x_name, off_name), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        x = v[x_name]
+        out = ctx.buffer(out_name, x.shape[0])
+        kernel(x, v[off_name], size, out)
+        v[out_name] = out
+    return step
+
+
 def mean_pool(node, ctx):
     mean_pool_kernel = ctx.kernel("residual", "mean_pool")
     (x_name, off_name), (out_name,) = node["inputs"], node["outputs"]
@@ -255,7 +268,8 @@ def disentangled_attention(node, ctx):
 
 # The ops the native library runs (runtime/native/entries.py has their kernels); others use the JIT.
 NATIVE_OPS = frozenset({"embed", "linear", "attention", "add_norm", "geglu", "first_token", "norm", "tied_linear",
-                        "add", "mean_pool", "rotary", "relative_attention", "disentangled_attention"})
+                        "add", "mean_pool", "rotary", "relative_attention", "disentangled_attention",
+                        "neighbours"})
 
 
 
@@ -267,4 +281,5 @@ def native_supports(node) -> bool:
 BINDERS = {"embed": embed, "linear": linear, "attention": attention, "add_norm": add_norm, "geglu": geglu,
            "first_token": first_token, "norm": norm, "tied_linear": tied_linear,
            "rotary": rotary, "add": add, "mean_pool": mean_pool,
-           "relative_attention": relative_attention, "disentangled_attention": disentangled_attention}
+           "relative_attention": relative_attention, "disentangled_attention": disentangled_attention,
+           "neighbours": neighbours}

@@ -71,6 +71,15 @@ def add(node, ctx):
     return step
 
 
+def neighbours(node, ctx):
+    size = int(node["attrs"]["size"])
+    (x_name, off_name), (out_name,) = node["inputs"], node["outputs"]
+
+    def step(v):
+        v[out_name] = ref.neighbours_ref(v[x_name], v[off_name], size)
+    return step
+
+
 def mean_pool(node, ctx):
     (x_name, off_name), (out_name,) = node["inputs"], node["outputs"]
 
@@ -144,4 +153,5 @@ def disentangled_attention(node, ctx):
 BINDERS = {"embed": embed, "linear": linear, "attention": attention, "add_norm": add_norm, "geglu": geglu,
            "first_token": first_token, "norm": norm, "tied_linear": tied_linear,
            "rotary": rotary, "add": add, "mean_pool": mean_pool,
-           "relative_attention": relative_attention, "disentangled_attention": disentangled_attention}
+           "relative_attention": relative_attention, "disentangled_attention": disentangled_attention,
+           "neighbours": neighbours}

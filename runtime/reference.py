@@ -141,6 +141,20 @@ def add_ref(x: NDArray, residual: NDArray) -> NDArray:
     return (x.astype(F32) + residual.astype(F32)).astype(F32)
 
 
+def neighbours_ref(x: NDArray, seq_offsets: NDArray, size: int) -> NDArray:
+    """Packed (T, D) -> (T, size D): row t's sequence rows t - size//2 .. t + size//2 side by side, zero
+    rows beyond the sequence's ends (a Conv1d's zero padding)."""
+    T, D = x.shape
+    half, out = size // 2, np.zeros((T, size * D), F32)
+    for s, e in zip(seq_offsets[:-1], seq_offsets[1:]):
+        for t in range(int(s), int(e)):
+            for j in range(size):
+                src = t + j - half
+                if s <= src < e:
+                    out[t, j * D:(j + 1) * D] = x[src]
+    return out
+
+
 def mean_pool_ref(x: NDArray, seq_offsets: NDArray) -> NDArray:
     """Packed (T, H) -> (B, H): the mean of each sequence's rows (ModernBERT's mean classifier pooling)."""
     return np.stack([x[int(s):int(e)].astype(np.float64).mean(axis=0)

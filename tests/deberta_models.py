@@ -22,11 +22,12 @@ STYLES = {
 }
 # Random layers (std 0.02) give near-uniform attention, where a wrong position term moves the states by
 # less than the tolerance: the q, k and position projections x8 and the rel table x25 make the scores
-# depend on them; the final layers x30 (x8 the MLM norm, x20 the ContextPooler: its output varies with
+# depend on them (and the convolution's weight x8 its output); the final layers x30 (x8 the MLM norm, x20 the ContextPooler: its output varies with
 # the text) give pipelines real margins. Suffix -> factor.
 SCALES = {"query_proj.weight": 8.0, "key_proj.weight": 8.0, "pos_query_proj.weight": 8.0,
           "pos_key_proj.weight": 8.0, "rel_embeddings.weight": 25.0, "classifier.weight": 30.0,
-          "qa_outputs.weight": 30.0, "transform.LayerNorm.weight": 8.0, "pooler.dense.weight": 20.0}
+          "qa_outputs.weight": 30.0, "transform.LayerNorm.weight": 8.0, "pooler.dense.weight": 20.0,
+          "conv.conv.weight": 8.0}
 
 
 def train_tokenizer(texts: list[str]):

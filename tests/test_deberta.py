@@ -39,6 +39,9 @@ CASES = {  # name -> (source class, style, outputs compared, config overrides)
     "model-v2": ("DebertaV2Model", "v2", [], {}),
     "seq-v2": ("DebertaV2ForSequenceClassification", "v2", ["logits"], {"num_labels": 2}),
     "mlm-v2": ("DebertaV2ForMaskedLM", "v2", ["logits"], {}),
+    # DeBERTa-v2's convolution after layer 0 (deberta-v2-xlarge: kernel 3, gelu; transformers' default tanh)
+    "model-conv": ("DebertaV2Model", "v2", [], {"conv_kernel_size": 3, "conv_act": "gelu"}),
+    "seq-conv": ("DebertaV2ForSequenceClassification", "v3", ["logits"], {"conv_kernel_size": 3, "num_labels": 2}),
 }
 FIRST = ["Hello world!", "A considerably longer sentence, with punctuation; and more words to pad it out further.",
          "x"]
@@ -111,6 +114,31 @@ def test_positions_matter_in_the_test_models(deberta):
         assert np.abs(moved[mask] - expected["last_hidden_state"][mask]).max() > 1e-2, case
 
 
+def test_the_convolution_is_in_the_graph_and_matters(deberta):
+    """The conv files hold the layer as a neighbours node and a linear (H, 3H); zeroing transformers' conv
+    weight moves its states by far more than FP32_ATOL, so the float32 comparisons check it."""
+    f = read_model(deberta("model-conv", "float32"))
+    assert [n["op"] for n in f.json("edgebert.graph")["nodes"]].count("neighbours") == 1
+    assert f.tensors["conv.weight"].shape == (32, 96) and f.json("edgebert.config")["conv_act"] == "gelu"
+    batch, expected = _torch_outputs(deberta("model-conv"), [])
+    model = transformers.DebertaV2Model.from_pretrained(deberta("model-conv")).eval()
+    with torch.no_grad():
+        model.encoder.conv.conv.weight.zero_()
+        moved = model(**_encode(deberta("model-conv"))).last_hidden_state.numpy()
+    mask = batch["attention_mask"].astype(bool)
+    assert np.abs(moved[mask] - expected["last_hidden_state"][mask]).max() > 1e-2
+
+
+def test_grouped_convolution_is_refused(deberta, tmp_path):
+    folder = tmp_path / "src"
+    shutil.copytree(deberta("model-conv"), folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "conv_groups": 2}))
+    with pytest.raises(UnsupportedModel, match="conv_groups 2 is not supported; supported: 1"):
+        edgebert.converters.convert(folder, tmp_path / "out.edgebert", dtype="float32")
+    assert not (tmp_path / "out.edgebert").exists()
+
+
 def test_padding_invariance(deberta):
     """Each text alone through transformers equals its row in one padded batch of different lengths here."""
     path = deberta("seq-v3", "float32")
@@ -124,7 +152,7 @@ def test_padding_invariance(deberta):
     assert len({int(n) for n in batch["attention_mask"].sum(1)}) == len(FIRST)
 
 
-@pytest.mark.parametrize("case", ["model-v3", "model-v2", "seq-v3"])
+@pytest.mark.parametrize("case", ["model-v3", "model-v2", "seq-v3", "model-conv"])
 def test_int8_token_cosine(deberta, case):
     batch, expected = _torch_outputs(deberta(case), [])
     mask = batch["attention_mask"].astype(bool)
@@ -135,9 +163,10 @@ def test_int8_token_cosine(deberta, case):
     assert cos.mean() >= INT8_MIN_COSINE, cos.mean()
 
 
-@pytest.mark.parametrize("case", ["seq-v3", "mlm-v2"])
+@pytest.mark.parametrize("case", ["seq-v3", "mlm-v2", "seq-conv"])
 def test_kernels_match_references(deberta, case):
-    """The disentangled kernel (shared keys from int8 attn_qkv, dequantized; v2's own float projections)."""
+    """The disentangled kernel (shared keys from int8 attn_qkv, dequantized; v2's own float projections);
+    the convolution's neighbours kernel and int8 linear."""
     batch = {k: v.numpy() for k, v in _encode(deberta(case)).items()}
     path = deberta(case, "int8")
     fast, slow = _run(path, batch), _run(path, batch, backend="numpy")
@@ -162,7 +191,7 @@ def test_text_classification_pipeline_on_pairs(deberta, pang_lee_texts):
 @pytest.mark.parametrize("key, value, message", [
     ("pos_att_type", ["c2p"], r"pos_att_type \['c2p'\] is not supported; supported: \[\"p2c\", \"c2p\"\]"),
     ("pos_att_type", ["p2c", "c2p", "p2p"], "pos_att_type"),
-    ("conv_kernel_size", 3, "conv_kernel_size 3 is not supported; supported: 0"),
+    ("conv_kernel_size", 4, r"conv_kernel_size 4 is not supported; supported: 0 \(no convolution layer\) or an odd"),
     ("relative_attention", False, "relative_attention False is not supported; supported: true"),
     ("norm_rel_ebd", "layer_norm|scale", "norm_rel_ebd 'layer_norm|scale' is not supported; supported: none, layer_norm"),
     ("embedding_size", 16, "embedding_size 16 is not supported; supported: 32"),
@@ -308,3 +337,30 @@ def test_microsoft_release_layout(deberta, tmp_path):
     got = _run(tmp_path / "release.edgebert", batch)["last_hidden_state"]
     mask = batch["attention_mask"].astype(bool)
     np.testing.assert_allclose(got[mask], expected["last_hidden_state"][mask], atol=FP32_ATOL, rtol=0)
+
+
+def _conv_size(meta, size):
+    """The neighbours node's size and the config's, set alike: only the node's own rule can refuse it."""
+    next(n for n in meta["edgebert.graph"]["nodes"] if n["op"] == "neighbours")["attrs"]["size"] = size
+    meta["edgebert.config"]["conv_kernel_size"] = size
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda meta: meta["edgebert.config"].__setitem__("conv_kernel_size", 5),
+     "conv_kernel_size is 5, but the content says 3"),
+    (lambda meta: meta["edgebert.config"].__setitem__("conv_act", "tanh"), "conv_act is 'tanh', but the content says 'gelu'"),
+    (lambda meta: _conv_size(meta, 33), "size 33 must be odd and at most 31"),
+    (lambda meta: _conv_size(meta, 2), "size 2 must be odd"),
+])
+def test_convolution_description_and_node_are_checked(deberta, tmp_path, edit, says):
+    """conv_kernel_size and conv_act are read back from the neighbours node and the linear reading it; a
+    hostile size (huge rows, or even) is refused before anything is allocated; a file without the two
+    fields (an earlier writer's) gets them derived."""
+    from edgebert.description import describe
+    from test_description import _refused, _rewrite
+
+    src = deberta("model-conv", "float32")
+    _refused(src, tmp_path, edit, says)
+    old = _rewrite(src, tmp_path / "old.edgebert", lambda meta: [meta["edgebert.config"].pop(k)
+                                                                 for k in ("conv_kernel_size", "conv_act")])
+    assert (describe(read_model(old)).config["conv_kernel_size"], describe(read_model(old)).config["conv_act"]) == (3, "gelu")

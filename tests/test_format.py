@@ -635,7 +635,8 @@ def test_float_weights_need_no_scale_and_refuse_one() -> None:
 
 def test_op_table_is_data() -> None:
     assert set(OPS) == {"embed", "linear", "attention", "add_norm", "geglu", "first_token", "norm", "tied_linear",
-                        "relative_attention", "rotary", "add", "mean_pool", "disentangled_attention"}
+                        "relative_attention", "rotary", "add", "mean_pool", "disentangled_attention",
+                        "neighbours"}
     assert OPS["linear"].params == ("linear",)
     assert json.dumps(sorted(OPS["embed"].params))
 

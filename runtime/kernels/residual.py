@@ -1,5 +1,6 @@
-"""Row kernels of pre-norm encoders (ModernBERT) and their heads: a residual add, and the mean of
-each packed sequence's rows. References: ``runtime.reference.add_ref``, ``mean_pool_ref``."""
+"""Row kernels: a residual add (pre-norm encoders, ModernBERT), the mean of each packed sequence's
+rows (its heads), and each row's neighbours side by side (DeBERTa-v2's convolution). References:
+``runtime.reference.add_ref``, ``mean_pool_ref``, ``neighbours_ref``."""
 from __future__ import annotations
 
 import numpy as np
@@ -27,3 +28,21 @@ def mean_pool(x, seq_offsets, out):
             for t in range(s, e):
                 total += np.float64(x[t, k])
             out[b, k] = total / max(e - s, 1)
+
+
+@njit(parallel=True, **JIT_OPTS)
+def neighbours(x, seq_offsets, size, out):
+    """out (T, size D): row t of a sequence holds its rows t - size//2 .. t + size//2, zeros beyond the
+    sequence's ends."""
+    D, half = x.shape[1], size // 2
+    for b in prange(seq_offsets.shape[0] - 1):
+        s, e = seq_offsets[b], seq_offsets[b + 1]
+        for t in range(s, e):
+            for j in range(size):
+                src = t + j - half
+                if s <= src < e:
+                    for k in range(D):
+                        out[t, j * D + k] = x[src, k]
+                else:
+                    for k in range(D):
+                        out[t, j * D + k] = np.float32(0.0)

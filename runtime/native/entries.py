@@ -63,6 +63,7 @@ COMMON = (
     _entry("attention", "attention", (F32_2D, I64, INT, F32_2D, F32_2D)),
     _entry("residual", "add", (F32_2D, F32_2D, F32_2D)),
     _entry("residual", "mean_pool", (F32_2D, I64, F32_2D)),
+    _entry("residual", "neighbours", (F32_2D, I64, INT, F32_2D)),
     _entry("gated", "geglu", (F32_2D, F32_2D)),
     _entry("rotary", "rotary", (F32_2D, I32, INT, "float64[::1]", F32_2D)),
     _entry("relative", "relative_attention", (F32_2D, I64, INT, F32_2D, INT, F32_2D, F32_2D)),

@@ -98,14 +98,16 @@ def family_int8(tmp_path_factory, minilm_dir, pang_lee_texts):
     out["mpnet"] = folder / "m.edgebert"
     from deberta_models import make_deberta
 
-    for style in ("v2", "v3"):
-        folder = tmp_path_factory.mktemp(f"native-deberta-{style}")
-        convert(make_deberta(folder, "DebertaV2Model", pang_lee_texts, style), folder / "m.edgebert", dtype="int8")
-        out[f"deberta_{style}"] = folder / "m.edgebert"
+    for name, style, extra in (("v2", "v2", {}), ("v3", "v3", {}), ("conv", "v2", {"conv_kernel_size": 3})):
+        folder = tmp_path_factory.mktemp(f"native-deberta-{name}")
+        src = make_deberta(folder, "DebertaV2Model", pang_lee_texts, style, **extra)
+        convert(src, folder / "m.edgebert", dtype="int8")
+        out[f"deberta_{name}"] = folder / "m.edgebert"
     return out
 
 
-@pytest.mark.parametrize("fixture", ["tiny_int8", "minilm_int8", "modernbert", "mpnet", "deberta_v2", "deberta_v3"])
+@pytest.mark.parametrize("fixture", ["tiny_int8", "minilm_int8", "modernbert", "mpnet", "deberta_v2", "deberta_v3",
+                                     "deberta_conv"])
 def test_native_equals_the_jit_bit_for_bit(native_cache, request, fixture):
     """Same file, both backends: every graph output identical, at 1 and 2 threads, ragged batches."""
     path = (request.getfixturevalue(fixture) if fixture.endswith("int8")
