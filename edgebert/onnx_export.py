@@ -8,8 +8,10 @@ runtime does (runtime/kernels/gemm.py: int8 around each row's centre), with stan
 Round, Clip, Cast -> MatMulInteger (int8 x int8) -> Cast, Mul(row scale * weight scales), Add(centre *
 weight sums). ONNX Runtime's own DynamicQuantizeLinear (one uint8 scale per call) was measured worse
 on MiniLM (mean token cosine 0.979 against ours). Linears our file runs with higher-precision
-activations (int16/float32) dequantize their int8 weights (DequantizeLinear, axis 1) and run in float.
-int8 embedding rows are looked up as int8 and scaled by their row's scale. The tokenizer
+activations (int16/float32) run in float on their int8 weights times their scales (Cast, Mul).
+int8 embedding rows are looked up as int8 and scaled by their row's scale. Every op of the format is
+lowered, so every architecture exports: the attention-side ops (windowed, relative, disentangled,
+rotary, neighbours) are in edgebert/onnx_attention.py. The tokenizer
 (tokenizer.json, tokenizer_config.json) and the pooling (sentence-transformers' modules.json,
 1_Pooling/config.json, sentence_bert_config.json) are written beside the .onnx file.
 """
@@ -23,10 +25,11 @@ import numpy as np
 
 from . import names
 from .errors import UnsupportedModel
+from .onnx_attention import LOWER as ATTENTION_LOWER
+from .onnx_attention import MASKED
 
 OPSET = 17  # LayerNormalization
 ACTIVATIONS_KEY = "edgebert.activations"  # model metadata: linear prefix -> "int16" / "float32"
-MASKED = -1e9  # added to the scores of padding keys: exp() of it is 0 in float32
 
 
 def add_export_parser(sub) -> None:
@@ -55,7 +58,8 @@ def export_onnx(src, out) -> dict:
 
     model_file = read_model(src)
     desc = describe(model_file)
-    b = _Builder({k: np.asarray(v) for k, v in model_file.tensors.items()})
+    b = _Builder({k: np.asarray(v) for k, v in model_file.tensors.items()}, desc.widths,
+                 desc.config["max_position_embeddings"] - desc.config.get("position_offset", 0))
     for node in desc.graph["nodes"]:
         lower = LOWER.get(node["op"])
         if lower is None:
@@ -88,9 +92,15 @@ def export_onnx(src, out) -> dict:
 class _Builder:
     """ONNX nodes over padded (B, T, W) activations named as in our graph; constants by name."""
 
-    def __init__(self, tensors: dict[str, np.ndarray]):
+    def __init__(self, tensors: dict[str, np.ndarray], widths: dict[str, int], max_positions: int):
         self.tensors, self.nodes, self.consts, self.inputs = tensors, [], {}, ["input_ids", "attention_mask"]
         self.count, self.int8_linears, self.float_linears, self._mask_bias = 0, 0, 0, None
+        self.widths = widths
+        self.max_positions = max_positions  # tokens the position tables (edgebert/onnx_attention.py) cover
+
+    def tensors_width(self, value: str) -> int:
+        """The row width of a graph value."""
+        return self.widths[value]
 
     def const(self, value, name: str | None = None) -> str:
         name = name or f"c{len(self.consts)}"
@@ -156,9 +166,9 @@ def _linear(b: _Builder, node: dict) -> None:
         y = _int8_matmul(b, x, prefix, w)
         b.int8_linears += 1
     else:
-        if w.dtype == np.int8:  # higher-precision activations: the int8 weights, dequantized in the graph
-            wf = b.op("DequantizeLinear", [b.const(np.ascontiguousarray(w.T), prefix + names.WEIGHT),
-                                           b.const(t[prefix + names.SCALE], prefix + names.SCALE)], axis=1)
+        if w.dtype == np.int8:  # higher-precision activations: float x times the int8 weights, then the scales
+            wf = _dequantized(b, b.const(np.ascontiguousarray(w.T), prefix + names.WEIGHT),
+                              b.const(t[prefix + names.SCALE], prefix + names.SCALE))  # (K, N) * (N,)
         else:
             wf = b.const(np.ascontiguousarray(w.T), prefix + names.WEIGHT)
         y = b.op("MatMul", [x, wf])
@@ -167,6 +177,15 @@ def _linear(b: _Builder, node: dict) -> None:
     y = b.op("Add", [y, b.const(t[prefix + names.BIAS], prefix + names.BIAS)], last)
     if last is None:
         _activation(b, y, attrs["activation"], node["outputs"][0])
+
+
+def _dequantized(b: _Builder, q: str, scale: str) -> str:
+    """Cast(q) * scale: an int8 weight and its scales, broadcast by the caller's shapes. Not
+    DequantizeLinear: ONNX Runtime 1.32 fuses DequantizeLinear + MatMul (at its default, extended
+    optimisation level) into MatMulNBits, which quantizes the activations to 8 bits again: on
+    all-mpnet-base-v2 with every linear at higher precision, one token of 64 texts came out at cosine
+    0.76 to FP32 (0.997 unfused, as our runtime). Cast + Mul folds into a float weight at load."""
+    return b.op("Mul", [b.op("Cast", [q], to=1), scale])
 
 
 def _int8_matmul(b: _Builder, x: str, prefix: str, w: np.ndarray) -> str:
@@ -199,31 +218,32 @@ def _activation(b: _Builder, y: str, activation: str, out: str) -> None:
         erf = b.op("Erf", [b.op("Div", [y, b.const(np.float32(math.sqrt(2.0)))])])
         half = b.op("Mul", [y, b.const(np.float32(0.5))])
         b.op("Mul", [half, b.op("Add", [erf, b.const(np.float32(1.0))])], out)
+    elif activation == "gelu_tanh":  # 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+        cube = b.op("Mul", [b.op("Mul", [y, y]), y])
+        inner = b.op("Mul", [b.op("Add", [y, b.op("Mul", [cube, b.const(np.float32(0.044715))])]),
+                             b.const(np.float32(math.sqrt(2.0 / math.pi)))])
+        half = b.op("Mul", [y, b.const(np.float32(0.5))])
+        b.op("Mul", [half, b.op("Add", [b.op("Tanh", [inner]), b.const(np.float32(1.0))])], out)
     elif activation in ("tanh", "relu"):
         b.op(activation.capitalize(), [y], out)
     else:
         raise UnsupportedModel(f"activation {activation!r} cannot be exported to ONNX yet")
 
 
-def _attention(b: _Builder, node: dict) -> None:
-    if node["attrs"].get("window") is not None:
-        raise UnsupportedModel("windowed attention cannot be exported to ONNX yet")
-    qkv, nh = node["inputs"][0], node["attrs"]["num_heads"]
-    q, k, v = b.op("Split", [qkv], n_out=3, axis=2)  # opset 17: three equal parts of (B, T, 3H)
-    heads = b.const(np.array([0, 0, nh, -1], np.int64))  # (B, T, nh, hd)
-    q = b.op("Transpose", [b.op("Reshape", [q, heads])], perm=[0, 2, 1, 3])  # (B, nh, T, hd)
-    k = b.op("Transpose", [b.op("Reshape", [k, heads])], perm=[0, 2, 3, 1])  # (B, nh, hd, T)
-    v = b.op("Transpose", [b.op("Reshape", [v, heads])], perm=[0, 2, 1, 3])  # (B, nh, T, hd)
-    hd = b.op("Cast", [b.op("Gather", [b.op("Shape", [q]), b.const(np.int64(3))])], to=1)
-    scores = b.op("Div", [b.op("MatMul", [q, k]), b.op("Sqrt", [hd])])  # (B, nh, T, T)
-    probs = b.op("Softmax", [b.op("Add", [scores, b.mask_bias()])], axis=-1)
-    ctx = b.op("Transpose", [b.op("MatMul", [probs, v])], perm=[0, 2, 1, 3])  # (B, T, nh, hd)
-    b.op("Reshape", [ctx, b.const(np.array([0, 0, -1], np.int64))], node["outputs"][0])
-
-
 def _add_norm(b: _Builder, node: dict) -> None:
     x = b.op("Add", node["inputs"][:2])
     _layer_norm(b, x, node["params"]["norm"], node["attrs"]["eps"], node["outputs"][0])
+
+
+def _add(b: _Builder, node: dict) -> None:
+    b.op("Add", node["inputs"][:2], node["outputs"][0])
+
+
+def _geglu(b: _Builder, node: dict) -> None:
+    """GELU(first half) * second half."""
+    a, gate = b.op("Split", [node["inputs"][0]], n_out=2, axis=2)
+    _activation(b, a, "gelu", node["outputs"][0] + ".gelu")
+    b.op("Mul", [node["outputs"][0] + ".gelu", gate], node["outputs"][0])
 
 
 def _norm(b: _Builder, node: dict) -> None:
@@ -243,16 +263,16 @@ def _mean_pool(b: _Builder, node: dict) -> None:
 def _tied_linear(b: _Builder, node: dict) -> None:
     t, word, bias = b.tensors, node["params"]["weight"], node["params"]["bias"]
     w = t[word + names.WEIGHT]
-    if w.dtype == np.int8:
-        wf = b.op("DequantizeLinear", [b.const(w, word), b.const(t[word + names.SCALE], word + names.SCALE)], axis=0)
+    if w.dtype == np.int8:  # int8 rows, a scale per row: (V, H) * (V, 1)
+        wf = _dequantized(b, b.const(w, word), b.const(t[word + names.SCALE][:, None], word + names.SCALE + ".rows"))
     else:
         wf = b.const(w, word)
     y = b.op("MatMul", [node["inputs"][0], b.op("Transpose", [wf], perm=[1, 0])])
     b.op("Add", [y, b.const(t[bias + names.BIAS], bias + names.BIAS)], node["outputs"][0])
 
 
-LOWER = {"embed": _embed, "linear": _linear, "attention": _attention, "add_norm": _add_norm, "norm": _norm,
-         "first_token": _first_token, "mean_pool": _mean_pool, "tied_linear": _tied_linear}
+LOWER = {"embed": _embed, "linear": _linear, "add_norm": _add_norm, "norm": _norm, "add": _add, "geglu": _geglu,
+         "first_token": _first_token, "mean_pool": _mean_pool, "tied_linear": _tied_linear, **ATTENTION_LOWER}
 
 
 def _write_beside(folder: Path, tokenizer_json: str, desc) -> None:

@@ -25,6 +25,7 @@ MIN_WORST_COSINE = 0.995  # measured 0.99780 (default: 0.99540)
 # together, so one sentence is 0.005 here; another CPU's kernel path may flip a near tie.
 MIN_NN_AGREEMENT = 0.95
 KEEP = 48  # the sensitivity fallback's int16 layers: all 48 encoder linears
+EXPORT_MEAN_COSINE, EXPORT_WORST_COSINE = 0.999, 0.99  # issue 13's bars for ONNX Runtime running our export
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +59,31 @@ def test_int8_meets_the_bars(mpnet_int8):
     assert e["mean_cosine"] >= MIN_MEAN_COSINE
     assert e["worst_cosine"] >= MIN_WORST_COSINE
     assert e["nn_agreement"] >= MIN_NN_AGREEMENT
+
+
+def test_onnx_export_agrees_with_our_runtime(mpnet_int8, tmp_path, pang_lee_texts):
+    """``edgebert export`` of the real MPNet (relative bias, SmoothQuant inputs, every linear at 16-bit
+    activations) run by ONNX Runtime: issue 13's bars on 64 Pang-Lee sentences, token by token.
+    Measured: mean 1.00000, worst 0.9999998. (A default --keep 1 file measured 0.99890 / 0.99624, the
+    level at which our own Numba and NumPy backends agree on it, 0.99897 / 0.99642: MPNet's int8
+    activations turn float32 summation-order differences into flipped quantization levels.)"""
+    import numpy as np
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from edgebert.onnx_export import export_onnx
+    from onnx_models import encode
+
+    out = tmp_path / "onnx" / "model.onnx"
+    export_onnx(mpnet_int8, out)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    model, cos = edgebert.load(mpnet_int8), []
+    for start in range(0, 64, 16):
+        b = encode(out.parent / "tokenizer.json", pang_lee_texts[start:start + 16], max_length=384)
+        theirs = session.run(["last_hidden_state"], {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]})[0]
+        ours = model.forward(b["input_ids"], b["attention_mask"])["last_hidden_state"]
+        real = b["attention_mask"].astype(bool)
+        a, c = theirs[real], ours[real]
+        cos.append((a * c).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(c, axis=-1))
+    cos = np.concatenate(cos)
+    print(f"all-mpnet-base-v2 ONNX export vs edgebert: mean {cos.mean():.6f}, worst {cos.min():.6f}")
+    assert cos.mean() >= EXPORT_MEAN_COSINE and cos.min() >= EXPORT_WORST_COSINE
