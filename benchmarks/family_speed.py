@@ -133,11 +133,7 @@ class _Ort(Padded):
     def __init__(self, path: str, src: str, threads: int, max_length: int, exact: bool = False):
         import onnxruntime as ort
 
-        from tokenizers import Tokenizer
-
-        self.tokenizer = Tokenizer.from_file(str(Path(src) / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length)
+        self._init_text(src, max_length)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
         if exact:

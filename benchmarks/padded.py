@@ -26,11 +26,13 @@ class Engine:
 class Padded(Engine):
     """Text path shared by the peers; subclasses give ``run`` on int64 numpy arrays."""
 
-    def _init_text(self, model_dir: str):
+    def _init_text(self, model_dir: str, max_length: int | None = None):
+        """The folder's tokenizer.json, truncating at ``max_length`` (default: sentence-transformers' max_seq_length)."""
         from tokenizers import Tokenizer
 
         folder = Path(model_dir)
-        max_length = json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"]
+        if max_length is None:
+            max_length = json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"]
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length)

@@ -56,7 +56,7 @@ def attention(b, node: dict) -> None:
     """Plain attention; with ``window``, query i sees only keys j with |i - j| <= window."""
     nh, window = node["attrs"]["num_heads"], node["attrs"].get("window")
     q, k, v = _split_heads(b, node["inputs"][0], nh)
-    d = b.tensors_width(node["outputs"][0]) // nh
+    d = b.width(node["outputs"][0]) // nh
     scores = b.op("Div", [b.op("MatMul", [q, k]), b.const(np.float32(math.sqrt(d)))])  # (B, nh, T, T)
     if window is not None:  # |i - j| > window -> MASKED, computed from T (no P x P constant)
         t = b.op("Squeeze", [_seq_len(b, node["inputs"][0]), b.const(np.array([0], np.int64))])
@@ -74,7 +74,7 @@ def relative_attention(b, node: dict) -> None:
 
     attrs, nh = node["attrs"], node["attrs"]["num_heads"]
     q, k, v = _split_heads(b, node["inputs"][0], nh)
-    d = b.tensors_width(node["outputs"][0]) // nh
+    d = b.width(node["outputs"][0]) // nh
     pos = _positions(b)
     buckets = relative_buckets_ref(pos[None, :] - pos[:, None], attrs["num_buckets"],
                                    attrs["max_distance"]).astype(np.int32)  # (P, P)
@@ -101,7 +101,8 @@ def disentangled_attention(b, node: dict) -> None:
     tables = f"disentangled.{attrs['position_buckets']}.{attrs['max_relative_positions']}"  # every layer's
     q, k, v = _split_heads(b, x, nh)
     out = node["outputs"][0]
-    full = b.op("Shape", [b.op("MatMul", [q, k])])  # (B, nh, T, T)
+    qk = b.op("MatMul", [q, k])  # (B, nh, T, T)
+    full = b.op("Shape", [qk])
     c2p = b.op("GatherElements", [b.op("MatMul", [q, b.const(np.ascontiguousarray(pos_key.transpose(0, 2, 1)),
                                                              out + ".pos_key_t")]),
                                   b.op("Expand", [_square(b, c2p_index, x, tables + ".c2p"), full])], axis=3)
@@ -109,7 +110,7 @@ def disentangled_attention(b, node: dict) -> None:
     p2c = b.op("GatherElements", [b.op("MatMul", [k_rows, b.const(np.ascontiguousarray(pos_query.transpose(0, 2, 1)),
                                                                   out + ".pos_query_t")]),
                                   b.op("Expand", [_square(b, p2c_index, x, tables + ".p2c"), full])], axis=3)
-    total = b.op("Add", [b.op("Add", [b.op("MatMul", [q, k]), c2p]), b.op("Transpose", [p2c], perm=[0, 1, 3, 2])])
+    total = b.op("Add", [b.op("Add", [qk, c2p]), b.op("Transpose", [p2c], perm=[0, 1, 3, 2])])
     _context(b, b.op("Div", [total, b.const(np.float32(math.sqrt(3 * d)))]), v, out)
 
 
@@ -127,7 +128,7 @@ def rotary(b, node: dict) -> None:
     """q and k rotated by position p * theta^(-2i/d) (rotate_half), v copied; cos and sin constants
     computed in float64 as the reference does, positions 0..T-1 (right padding: each row's own index)."""
     x, nh, theta = node["inputs"][0], node["attrs"]["num_heads"], node["attrs"]["theta"]
-    H = b.tensors_width(node["outputs"][0]) // 3
+    H = b.width(node["outputs"][0]) // 3
     d = H // nh
     inv_freq = 1.0 / theta ** (np.arange(0, d, 2, dtype=np.float64) / d)
     angle = np.arange(b.max_positions, dtype=np.float64)[:, None] * inv_freq[None, :]  # (P, d/2)
@@ -152,8 +153,7 @@ def neighbours(b, node: dict) -> None:
     zeroed by the mask, then the sequence zero-padded by size//2 at both ends and sliced ``size`` times."""
     x, size = node["inputs"][0], node["attrs"]["size"]
     half = size // 2
-    m = b.op("Unsqueeze", [b.op("Cast", ["attention_mask"], to=1), b.const(np.array([-1], np.int64))])  # (B, T, 1)
-    padded = b.op("Pad", [b.op("Mul", [x, m]), b.const(np.array([0, half, 0, 0, half, 0], np.int64))])
+    padded = b.op("Pad", [b.op("Mul", [x, b.mask_rows()]), b.const(np.array([0, half, 0, 0, half, 0], np.int64))])
     t, axis = _seq_len(b, x), b.const(np.array([1], np.int64))
     parts = [b.op("Slice", [padded, b.const(np.array([j], np.int64)), b.op("Add", [t, b.const(np.array([j], np.int64))]),
                             axis]) for j in range(size)]

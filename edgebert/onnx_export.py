@@ -94,11 +94,11 @@ class _Builder:
 
     def __init__(self, tensors: dict[str, np.ndarray], widths: dict[str, int], max_positions: int):
         self.tensors, self.nodes, self.consts, self.inputs = tensors, [], {}, ["input_ids", "attention_mask"]
-        self.count, self.int8_linears, self.float_linears, self._mask_bias = 0, 0, 0, None
+        self.count, self.int8_linears, self.float_linears, self._mask_bias, self._mask_rows = 0, 0, 0, None, None
         self.widths = widths
         self.max_positions = max_positions  # tokens the position tables (edgebert/onnx_attention.py) cover
 
-    def tensors_width(self, value: str) -> int:
+    def width(self, value: str) -> int:
         """The row width of a graph value."""
         return self.widths[value]
 
@@ -122,6 +122,13 @@ class _Builder:
             bias = self.op("Mul", [keep, self.const(np.float32(MASKED))])
             self._mask_bias = self.op("Unsqueeze", [bias, self.const(np.array([1, 2], np.int64))])
         return self._mask_bias
+
+    def mask_rows(self) -> str:
+        """(B, T, 1) float: 1 for real tokens, 0 for padding."""
+        if self._mask_rows is None:
+            m = self.op("Cast", ["attention_mask"], to=1)
+            self._mask_rows = self.op("Unsqueeze", [m, self.const(np.array([-1], np.int64))])
+        return self._mask_rows
 
 
 def _embed(b: _Builder, node: dict) -> None:
@@ -255,7 +262,7 @@ def _first_token(b: _Builder, node: dict) -> None:
 
 
 def _mean_pool(b: _Builder, node: dict) -> None:
-    m = b.op("Unsqueeze", [b.op("Cast", ["attention_mask"], to=1), b.const(np.array([-1], np.int64))])  # (B,T,1)
+    m = b.mask_rows()
     total = b.op("ReduceSum", [b.op("Mul", [node["inputs"][0], m]), b.const(np.array([1], np.int64))], keepdims=0)
     b.op("Div", [total, b.op("ReduceSum", [m, b.const(np.array([1], np.int64))], keepdims=0)], node["outputs"][0])
 
