@@ -99,6 +99,8 @@ class Linear:
     scale: np.ndarray | None = None  # (out,) per output channel (a per-tensor scale broadcast)
     zero_point: np.ndarray | None = None  # (out,)
     input_scale: np.ndarray | None = None  # (in,) SmoothQuant: x * input_scale meets q (our export's form)
+    outliers: tuple | None = None  # (idx (k,) int32, columns (out, k) float32): our export's float32 channels
+    outlier_mask: np.ndarray | None = None  # (in,) 0/1: the mask our export's quantizer input carries
     int8: str = ""  # how the file stores the weight as int8 (FORMS), "" for float; q None: requantized
 
 
@@ -243,7 +245,7 @@ class Graph:
         int8 form: DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul(scale)."""
         if n.op_type == "MatMul":
             w = self.const(n.input[1])
-            if w is None or w.ndim != 2:
+            if w is None or w.ndim != 2 or self._picks_channels(n.input[0]):
                 return None
             lin = Linear(n, n.input[0], n.output[0], np.asarray(w, np.float32).T.copy(), None)
             return self._with_bias(self._int8_source(lin, n.input[1], out_axis=1))
@@ -259,6 +261,14 @@ class Graph:
         if n.op_type == "MatMulInteger":
             return self._integer_linear(n)
         return None
+
+    def _picks_channels(self, name: str) -> bool:
+        """``name`` is a Gather of constant channels from a computed tensor: our export's outlier branch
+        (part of the linear it is added to, read by ``onnx_own.outlier_branch``), not a layer of its own.
+        An embedding lookup gathers the other way round (a constant table, computed ids)."""
+        g = self.producer.get(name)
+        return (g is not None and g.op_type == "Gather" and self.const(g.input[0]) is None
+                and self.const(g.input[1]) is not None and attr(g, "axis", 0) not in (0,))
 
     def _int8_source(self, lin: Linear, name: str, out_axis: int) -> Linear:
         """Marks a weight the file stores as int8 (QDQ or weight-only); keeps q and a per-output-channel
@@ -281,6 +291,14 @@ class Graph:
         return lin
 
     def _with_bias(self, lin: Linear) -> Linear:
+        from .onnx_own import outlier_branch
+
+        found = outlier_branch(self, lin)
+        if found is not None:  # our export's outlier channels: their own float32 columns, added before the bias
+            idx, cols, add = found
+            lin.outliers, lin.out = (idx, cols), add.output[0]
+            lin.weight = lin.weight.copy()
+            lin.weight[:, idx] = cols
         add = self.only_consumer(lin.out, "Add")
         if add is not None:
             other = add.input[1] if add.input[0] == lin.out else add.input[0]

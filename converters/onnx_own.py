@@ -40,6 +40,13 @@ def per_token_linear(g, n):
     if rows is None or rows.op_type != "Reshape" or {m.op_type for m in walked} - QUANTIZER_OPS:
         g.refuse("an int8 MatMulInteger input quantized by something else than edgebert's per-token quantizer", n)
     x = rows.input[0]
+    masked = g.producer.get(x)  # outlier channels: x * a 0/1 mask before the quantizer (their own branch below)
+    mask = next((g.const(i) for i in masked.input if g.const(i) is not None), None) \
+        if masked is not None and masked.op_type == "Mul" else None
+    if mask is not None and mask.shape == (K,) and np.isin(mask, (0, 1)).all() and not mask.all():
+        x = next(i for i in masked.input if g.const(i) is None)
+    else:
+        mask = None
     cast = g.only_consumer(n.output[0], "Cast")
     mul = g.only_consumer(cast.output[0], "Mul") if cast is not None else None
     add = g.only_consumer(mul.output[0], "Add") if mul is not None else None
@@ -64,7 +71,32 @@ def per_token_linear(g, n):
         lin.x = next(i for i in smooth.input if g.const(i) is None)
         lin.input_scale = s.astype(np.float32)
         lin.weight = weight * lin.input_scale[None, :]
+    lin.outlier_mask = mask
     return lin
+
+
+def outlier_branch(g, lin):
+    """Our export's outlier channels after a linear ``lin`` (before its bias): Add(lin.out,
+    MatMul(Gather(x, idx, axis=-1), outlier_weight.T)). Returns (idx (k,) int32, columns (N, k) float32,
+    the Add) or None. The channels' int8 weight columns are zero, and a per-token linear masks them."""
+    add = g.only_consumer(lin.out, "Add")
+    other = None if add is None else g.producer.get(add.input[1] if add.input[0] == lin.out else add.input[0])
+    if other is None or other.op_type != "MatMul":
+        return None
+    gather, cols_t = g.producer.get(other.input[0]), g.const(other.input[1])
+    idx = g.const(gather.input[1]) if gather is not None and gather.op_type == "Gather" else None
+    N, K = lin.weight.shape
+    if idx is None or cols_t is None or idx.ndim != 1 or cols_t.shape != (idx.size, N) or gather.input[0] != lin.x:
+        return None
+    from .onnx_graph import attr
+
+    if attr(gather, "axis", 0) not in (-1, 2) or idx.size == 0 or idx.min() < 0 or idx.max() >= K:
+        g.refuse("an outlier-channel Gather that is not over the linear's input channels", gather)
+    idx = idx.astype(np.int32)
+    mask = getattr(lin, "outlier_mask", None)
+    if mask is not None and not np.array_equal(np.flatnonzero(mask == 0), np.sort(idx)):
+        g.refuse("the outlier channels' mask and their Gather name different channels", gather)
+    return idx, np.ascontiguousarray(np.asarray(cols_t, np.float32).T), add
 
 
 def _const_factor(g, node, other: str | None):

@@ -263,6 +263,7 @@ def _split_qkv(g: Graph, lin: Linear) -> list[Linear] | None:
     for j, out in enumerate(split.output):
         rows = slice(j * N // 3, (j + 1) * N // 3)
         views.append(replace(lin, out=out, weight=lin.weight[rows], bias=None if lin.bias is None else lin.bias[rows],
+                             outliers=None if lin.outliers is None else (lin.outliers[0], lin.outliers[1][rows]),
                              **{k: None if v is None else v[rows] for k, v in (("q", lin.q), ("scale", lin.scale),
                                                                                ("zero_point", lin.zero_point))}))
     return views
@@ -355,6 +356,11 @@ def _linear(spec: ModelSpec, prefix: str, parts: list[Linear]) -> None:
     spec[prefix + names.BIAS] = np.concatenate([p.bias if p.bias is not None else np.zeros(p.weight.shape[0],
                                                                                               np.float32)
                                                 for p in parts])
+    with_outliers = [p.outliers for p in parts if p.outliers is not None]
+    if with_outliers:  # our export's float32 channels: the same channels for every part of one linear
+        if len(with_outliers) != len(parts) or any(not np.array_equal(o[0], with_outliers[0][0]) for o in with_outliers):
+            raise UnsupportedModel(f"{prefix}: parts of one linear with different outlier channels")
+        spec.outliers[prefix] = with_outliers[0][0]
     if any(p.int8 for p in parts):  # kept where every part is int8, symmetric, per output channel
         keep = all(p.q is not None and not p.zero_point.any() and p.q.min() >= -QMAX for p in parts)
         q = np.concatenate([p.q for p in parts]) if keep else None

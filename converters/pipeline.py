@@ -24,14 +24,15 @@ DTYPES = ("int8", "float32")
 def convert(src: str | Path, out: str | Path, dtype: str = "int8", allow_pickle: bool = False,
             calibrate: str | Path | None = None, smooth_alpha: float = calibrate_mod.DEFAULT_ALPHA,
             keep: int = calibrate_mod.DEFAULT_KEEP, keep_as: str = "int16",
-            tokenizer: str | Path | None = None) -> dict:
+            tokenizer: str | Path | None = None, outliers: int = calibrate_mod.DEFAULT_OUTLIERS) -> dict:
     """Convert a model folder into one ``.edgebert`` file; returns the per-tensor error report.
 
     int8 only: ``calibrate`` is a text file (one text per line) for SmoothQuant
     and the sensitivity ranking (default: the built-in set); ``smooth_alpha``
     0 turns smoothing off; ``keep`` is how many of the most sensitive linear
     layers run with higher-precision activations (``keep_as`` int16 or
-    float32): the size/speed budget.
+    float32): the size/speed budget; ``outliers`` is the most input channels
+    per linear kept out of the int8 activations and computed in float32 (0: none).
     """
     from edgebert.format import write_model
 
@@ -39,16 +40,18 @@ def convert(src: str | Path, out: str | Path, dtype: str = "int8", allow_pickle:
         raise UnsupportedModel(f"dtype {dtype!r} is not supported; supported: {', '.join(DTYPES)}")
     spec = load(src, allow_pickle=allow_pickle, tokenizer=tokenizer)
     validate(spec)
-    if spec.prequantized:  # weights kept from an int8 source cannot be smoothed
-        smooth_alpha = 0.0
+    if spec.prequantized:  # weights kept from an int8 source cannot be smoothed, nor their columns moved out
+        smooth_alpha, outliers = 0.0, 0
     plan = None
     if dtype == "int8":
         texts, source = calibrate_mod.calibration_texts(calibrate)
         plan = calibrate_mod.make_plan(spec, texts, source, alpha=smooth_alpha, keep=keep,
-                                       keep_as=keep_as)
+                                       keep_as=keep_as, outliers=outliers)
         for name, kept in spec.prequantized.items():  # a source's SmoothQuant scales, kept with its int8
             if len(kept) > 2:
                 plan.smooth[name.removesuffix(names.WEIGHT)] = 1.0 / kept[2]
+        if spec.outliers:  # the source's own outlier channels (our export); none are chosen for kept weights
+            plan.outliers = dict(spec.outliers)
         if spec.higher_precision:  # the source's own higher-precision layers (our export) replace the choice
             plan.higher = {p: {"activations": a, "why": "as in the source file"}
                            for p, a in sorted(spec.higher_precision.items())}
@@ -97,7 +100,8 @@ def validate(spec: ModelSpec) -> None:
 def quantize_spec(spec: ModelSpec, dtype: str, plan=None) -> tuple[dict[str, np.ndarray], dict]:
     """Standard-named tensors ready to save, and the worst error of each quantized one.
 
-    With a plan, smoothed linears store ``W * s`` and ``input_scale = 1/s``.
+    With a plan, smoothed linears store ``W * s`` and ``input_scale = 1/s``; a linear with outlier
+    channels stores zeros in its int8 weight there and the layer's own float32 columns beside it.
     """
     tensors, report = {}, {}
     for name, slot in spec.slots.items():
@@ -108,6 +112,12 @@ def quantize_spec(spec: ModelSpec, dtype: str, plan=None) -> tuple[dict[str, np.
             if s is not None:
                 w = w * s[None, :]
                 tensors[base + names.INPUT_SCALE] = (1.0 / s).astype(np.float32)
+            idx = plan.outliers.get(base) if plan is not None else None
+            if idx is not None:  # the columns the runtime computes in float32 leave the int8 weight
+                tensors[base + names.OUTLIERS] = idx
+                tensors[base + names.OUTLIER_WEIGHT] = np.ascontiguousarray(slot.value[:, idx], np.float32)
+                w = np.array(w, np.float32)
+                w[:, idx] = 0
             q, scale, err = quantize.quantize_rows(w)
             if spec.prequantized.get(name, (None,))[0] is not None:  # the source's int8, no second rounding
                 q, scale = spec.prequantized[name][:2]
@@ -158,10 +168,15 @@ def source_quantization(spec: ModelSpec, dtype: str) -> dict:
 
 
 def _mark_precision(graph: dict, plan) -> dict:
-    """Linear nodes the plan keeps in higher precision say so in their attrs."""
+    """Linear nodes the plan keeps in higher precision, or with outlier channels, say so in their attrs."""
     for node in graph["nodes"]:
-        if plan is not None and node["op"] == "linear" and node["params"]["linear"] in plan.higher:
-            node["attrs"]["activations"] = plan.higher[node["params"]["linear"]]["activations"]
+        if plan is None or node["op"] != "linear":
+            continue
+        prefix = node["params"]["linear"]
+        if prefix in plan.higher:
+            node["attrs"]["activations"] = plan.higher[prefix]["activations"]
+        if prefix in plan.outliers:
+            node["attrs"]["outliers"] = int(len(plan.outliers[prefix]))
     return graph
 
 

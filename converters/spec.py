@@ -292,6 +292,8 @@ class ModelSpec:
     # linear prefix -> "int16" / "float32": the source's own higher-precision layers (our ONNX export), used
     # instead of calibration's choice
     higher_precision: dict = field(default_factory=dict)
+    # linear prefix -> outlier channel indices (k,) int32: the source's own (our ONNX export), kept as they are
+    outliers: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.slots:

@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="run the N most sensitive linear layers with higher-precision activations (default 1)")
     c.add_argument("--keep-as", choices=["int16", "float32"], default="int16",
                    help="their precision: int16 (two int8 passes, deterministic; default) or float32 (BLAS)")
+    c.add_argument("--outliers", type=int, default=16, metavar="N",
+                   help="per linear layer, up to N input channels whose range dwarfs the others' run in float32 "
+                        "instead of int8 (0 turns it off; default 16)")
     c.set_defaults(func=_convert)
 
     r = sub.add_parser("reference", help="FP32 reference outputs of the original model (needs torch)")
@@ -105,7 +108,7 @@ def _convert(args) -> int:
 
     report = convert(args.src, args.output, dtype=args.dtype, allow_pickle=args.allow_pickle,
                      calibrate=args.calibrate, smooth_alpha=args.smooth_alpha, keep=args.keep,
-                     keep_as=args.keep_as, tokenizer=args.tokenizer)
+                     keep_as=args.keep_as, tokenizer=args.tokenizer, outliers=args.outliers)
     size = os.path.getsize(args.output)
     print(f"wrote {args.output} ({size / 2**20:.1f} MiB, {args.dtype})")
     if report:

@@ -370,12 +370,28 @@ def _check_source_quantization(raw: Any, tensors: Mapping[str, Any], refuse: _Re
     return rec
 
 
+def _check_outliers(raw: Any, content: C.Content, key: str, refuse: _Refuse) -> None:
+    """``outliers`` ({"limit", "layers": {prefix: k}}) = the graph's linear ``outliers`` attrs; absent: none."""
+    attrs = {p: content.attr(n, "outliers") for n, p in content.linears() if content.attr(n, "outliers") is not None}
+    if raw is None:
+        if attrs:
+            refuse(f"{key} has no outliers, but linear nodes have outliers attrs: {sorted(attrs)[:4]}")
+        return
+    out = _exact_keys(raw, key + " outliers", ("limit", "layers"), refuse)
+    if not ops.is_int(out["limit"]) or not 0 <= out["limit"] <= ops.MAX_OUTLIERS:
+        refuse(f"{key} outliers limit is {show(out['limit'])}; it must be an integer in [0, {ops.MAX_OUTLIERS}]")
+    if out["layers"] != attrs:
+        refuse.mismatch(key, "outliers layers", out["layers"], attrs, "the graph's linear outliers attrs")
+
+
 def _check_calibration(raw: Any, content: C.Content, quant: dict, refuse: _Refuse) -> dict:
     key = names.CALIBRATION
     if quant["weights"] != C.INT8_WEIGHTS:
         refuse(f"{key} is present, but the weights are {quant['weights']} (calibration is for int8)")
     kept = "float32_activations" if isinstance(raw, dict) and "float32_activations" in raw else "higher_precision"
-    cal = _exact_keys(raw, key, ("calibration", "smoothquant", kept, "sensitivity_sqnr_db"), refuse)
+    fields = ("calibration", "smoothquant", kept, "sensitivity_sqnr_db")
+    cal = _exact_keys(raw, key, fields + (("outliers",) if isinstance(raw, dict) and "outliers" in raw else ()),
+                      refuse)  # outliers: since 2026-11-28 (files before have none)
     source = _exact_keys(cal["calibration"], key + " calibration", ("texts", "source"), refuse)
     if not ops.is_int(source["texts"]) or source["texts"] < 0 or not isinstance(source["source"], str):
         refuse(f"{key} calibration needs texts (an integer >= 0) and source (a string), got {show(source)}")
@@ -396,6 +412,7 @@ def _check_calibration(raw: Any, content: C.Content, quant: dict, refuse: _Refus
                                                  and isinstance(v["why"], str) for v in cal[kept].values())
     if not ok or said != attrs:
         refuse.mismatch(key, kept, said, attrs, "the graph's linear activations attrs")
+    _check_outliers(cal.get("outliers"), content, key, refuse)
     sens, linears = cal["sensitivity_sqnr_db"], {p for _, p in content.linears()}
     if not isinstance(sens, dict) or not set(sens) <= linears or not all(
             v is None or _finite(v) for v in sens.values()):

@@ -31,6 +31,8 @@ METADATA_KEYS = (FORMAT, VERSION, ARCHITECTURE, SOURCE_ARCHITECTURE, CONFIG, QUA
 
 # ---- tensor suffixes: a role's prefix + one of these ----------------------------
 WEIGHT, BIAS, SCALE, INPUT_SCALE = ".weight", ".bias", ".scale", ".input_scale"
+# A linear's outlier channels: their indices (k,) I32 and its weight columns there (N, k) F32
+OUTLIERS, OUTLIER_WEIGHT = ".outliers", ".outlier_weight"
 
 # How quantization treats a role's weight: "linear" int8 per output channel,
 # "embedding" int8 per row, "norm" and "float" stay float32.

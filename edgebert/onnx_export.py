@@ -166,10 +166,20 @@ def _layer_norm(b: _Builder, x: str, prefix: str, eps: float, out: str) -> None:
 
 def _linear(b: _Builder, node: dict) -> None:
     prefix, t, attrs = node["params"]["linear"], b.tensors, node["attrs"]
-    x, w = node["inputs"][0], t[prefix + names.WEIGHT]
+    x_in = x = node["inputs"][0]
+    w = t[prefix + names.WEIGHT]
     if prefix + names.INPUT_SCALE in t:  # SmoothQuant: W * s stored, x / s here
         x = b.op("Mul", [x, b.const(t[prefix + names.INPUT_SCALE], prefix + names.INPUT_SCALE)])
+    outliers = attrs.get("outliers") is not None
+    if outliers:  # those channels leave the int8 product (the file's int8 columns there are zero) ...
+        idx, cols = t[prefix + names.OUTLIERS], t[prefix + names.OUTLIER_WEIGHT]
+        w = w.copy()
+        w[:, idx] = 0
     if w.dtype == np.int8 and attrs.get("activations", "int8") == "int8":
+        if outliers:  # ... and out of each row's quantization range (a 0/1 mask)
+            mask = np.ones(w.shape[1], np.float32)
+            mask[idx] = 0
+            x = b.op("Mul", [x, b.const(mask, prefix + ".outlier_mask")])
         y = _int8_matmul(b, x, prefix, w)
         b.int8_linears += 1
     else:
@@ -180,6 +190,10 @@ def _linear(b: _Builder, node: dict) -> None:
             wf = b.const(np.ascontiguousarray(w.T), prefix + names.WEIGHT)
         y = b.op("MatMul", [x, wf])
         b.float_linears += 1
+    if outliers:  # ... and come back in float32: x[..., idx] @ outlier_weight.T
+        picked = b.op("Gather", [x_in, b.const(idx.astype(np.int64), prefix + names.OUTLIERS)], axis=-1)
+        y = b.op("Add", [y, b.op("MatMul", [picked, b.const(np.ascontiguousarray(cols.T),
+                                                             prefix + names.OUTLIER_WEIGHT)])])
     last = node["outputs"][0] if attrs["activation"] == "none" else None
     y = b.op("Add", [y, b.const(t[prefix + names.BIAS], prefix + names.BIAS)], last)
     if last is None:

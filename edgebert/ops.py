@@ -186,6 +186,15 @@ def _linear(node: dict, ctx: GraphContext) -> list:
     n, _ = ctx.weight(prefix, None, width, bias=True)
     if prefix + names.INPUT_SCALE in ctx.tensors:  # SmoothQuant: x * input_scale before quantizing
         ctx.expect(prefix + names.INPUT_SCALE, (width,))
+    k = node["attrs"].get("outliers")
+    if k is not None:  # these input channels skip the int8 quantization and run in float32
+        if ctx.dtype(prefix + names.WEIGHT) not in ("I8", None) or k > min(width, MAX_OUTLIERS):
+            raise ValueError(f"outliers {k} need an int8 weight and at most {min(width, MAX_OUTLIERS)} channels")
+        ctx.expect(prefix + names.OUTLIERS, (k,), ("I32",))
+        ctx.expect(prefix + names.OUTLIER_WEIGHT, (n, k))
+    elif prefix + names.OUTLIERS in ctx.tensors or prefix + names.OUTLIER_WEIGHT in ctx.tensors:
+        raise ValueError(f"tensors {show(prefix + names.OUTLIERS)} or {show(prefix + names.OUTLIER_WEIGHT)} "
+                         f"present but the node has no outliers attr")
     return [n]
 
 
@@ -277,6 +286,9 @@ def _add(node: dict, ctx: GraphContext) -> list:
     return [a]
 
 
+# Outlier channels of one linear (docs/format.md, "Outlier channels"): a few input channels whose range would
+# coarsen every other channel's int8 levels; the cap bounds the float32 work a hostile file can ask for
+MAX_OUTLIERS = 64
 MAX_NEIGHBOURS = 31  # rows side by side; DeBERTa-v2 uses 3: a cap keeps a hostile file from asking for huge rows
 
 
@@ -305,7 +317,8 @@ OPS: dict[str, OpSchema] = {
                       optional_params=("token_type", "position"), onnx=("Gather", "EmbedLayerNormalization")),
     "linear": OpSchema(1, (ROWS,), ("linear",),
                        {"activation": choice("none", "gelu", "tanh", "relu", "gelu_tanh"),
-                        "activations": choice("int8", "int16", "float32", optional=True)},
+                        "activations": choice("int8", "int16", "float32", optional=True),
+                        "outliers": Attr(positive_int, optional=True)},
                        _linear, onnx=("MatMul", "Gemm", "MatMulInteger")),
     # window (absent: global): query i of a sequence sees only keys j with |i - j| <= window (ModernBERT's
     # local layers: local_attention // 2)

@@ -19,11 +19,27 @@ def is_float_linear(node: dict, w: np.ndarray) -> bool:
     return w.dtype == np.float32 or node["attrs"].get("activations") == "float32"
 
 
+def outliers_of(node: dict, ctx, prefix: str | None = None):
+    """(channel indices (k,) int32, weight columns (N, k) float32) of a linear node with the ``outliers``
+    attr, checked (strictly increasing within the input width); None without it. ``prefix``: the
+    linear's, where the node is another op reading its weight (disentangled attention's pos_proj)."""
+    from .kernels.gemm import check_outliers
+
+    if prefix is None:
+        if node["attrs"].get("outliers") is None:
+            return None
+        prefix = node["params"]["linear"]
+    elif prefix + names.OUTLIERS not in ctx.tensors:
+        return None
+    w = ctx.tensor(prefix + names.WEIGHT)
+    return check_outliers((ctx.tensor(prefix + names.OUTLIERS), ctx.tensor(prefix + names.OUTLIER_WEIGHT)), *w.shape)
+
+
 def float_linear(node: dict, ctx, activation: str):
     """A linear layer in float32: dequantized weight with any smoothing folded in."""
     prefix = node["params"]["linear"]
     w = effective_float_weight(ctx.tensor(prefix + names.WEIGHT), ctx.tensors.get(prefix + names.SCALE),
-                               ctx.tensors.get(prefix + names.INPUT_SCALE))
+                               ctx.tensors.get(prefix + names.INPUT_SCALE), outliers_of(node, ctx))
     bias = ctx.tensor(prefix + names.BIAS)
     (x_name,), (out_name,) = node["inputs"], node["outputs"]
 
@@ -32,13 +48,17 @@ def float_linear(node: dict, ctx, activation: str):
     return step
 
 
-def effective_float_weight(w, scale, input_scale):
-    """The float32 (N, K) weight a float-activation linear multiplies by: dequantized, smoothing folded in."""
+def effective_float_weight(w, scale, input_scale, outliers=None):
+    """The float32 (N, K) weight a float-activation linear multiplies by: dequantized, smoothing folded in,
+    the outlier channels' own float32 columns in place."""
     if w.dtype == np.int8:
         w = w.astype(np.float32) * scale[:, None]
     if input_scale is not None:
         w = w * input_scale[None, :]
-    return np.ascontiguousarray(w, dtype=np.float32)
+    w = np.array(w, dtype=np.float32)
+    if outliers is not None:
+        w[:, outliers[0]] = outliers[1]
+    return w
 
 
 def tied_as_linear(node: dict, ctx) -> dict:
@@ -121,5 +141,5 @@ def disentangled_positions(node: dict, ctx) -> tuple[np.ndarray, np.ndarray]:
                 float(node["attrs"]["eps"]))
     proj = p["pos_proj"]
     w = effective_float_weight(ctx.tensor(proj + names.WEIGHT), ctx.tensors.get(proj + names.SCALE),
-                               ctx.tensors.get(proj + names.INPUT_SCALE))
+                               ctx.tensors.get(proj + names.INPUT_SCALE), outliers_of(node, ctx, proj))
     return ref.disentangled_positions_ref(rel, w, ctx.tensor(proj + names.BIAS), heads, norm)

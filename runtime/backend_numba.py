@@ -11,7 +11,7 @@ import numpy as np
 from edgebert import names
 
 from .backend_common import (POST_ACTIVATIONS, activation_after, disentangled_positions, embed_tables,
-                             float_linear, is_float_linear,
+                             float_linear, is_float_linear, outliers_of,
                              layer_norm_params, position_ids_of, tied_as_linear, type_ids_of)
 
 
@@ -40,7 +40,8 @@ def linear(node, ctx):
     from .kernels import gemm
 
     packed = gemm.pack_linear(w, ctx.tensors.get(prefix + names.SCALE), ctx.tensor(prefix + names.BIAS),
-                              input_scale=ctx.tensors.get(prefix + names.INPUT_SCALE), kernels=ctx.native)
+                              input_scale=ctx.tensors.get(prefix + names.INPUT_SCALE), kernels=ctx.native,
+                              outliers=outliers_of(node, ctx))
     (x_name,), (out_name,) = node["inputs"], node["outputs"]
     ctx.packed[out_name] = packed  # for the fusion pass
     if node["attrs"].get("activations") == "int16":  # two int8 passes (gemm.qlinear_int16)

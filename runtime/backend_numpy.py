@@ -10,7 +10,7 @@ from edgebert import names
 
 from . import reference as ref
 from .backend_common import (activation_after, disentangled_positions, embed_tables, float_linear,
-                             is_float_linear, layer_norm_params,
+                             is_float_linear, layer_norm_params, outliers_of,
                              position_ids_of, tied_as_linear, type_ids_of)
 from .kernels.gemm_ref import qlinear_int16_ref, qlinear_ref
 
@@ -38,10 +38,11 @@ def linear(node, ctx):
     input_scale = ctx.tensors.get(prefix + names.INPUT_SCALE)
     # two int8 passes (gemm.qlinear_int16) where the converter kept 16-bit activations
     ref_linear = qlinear_int16_ref if node["attrs"].get("activations") == "int16" else qlinear_ref
+    outliers = outliers_of(node, ctx)
     (x_name,), (out_name,) = node["inputs"], node["outputs"]
 
     def step(v):
-        v[out_name] = ref_linear(v[x_name], w, scale, bias, act, input_scale=input_scale)
+        v[out_name] = ref_linear(v[x_name], w, scale, bias, act, input_scale=input_scale, outliers=outliers)
     return step
 
 

@@ -28,7 +28,8 @@ def fuse(nodes: list[dict], steps: list, io: list, outputs: list[str], ctx) -> t
 
     def private(value, reader):  # read only by ``reader``, not a graph output, a fusable int8 linear's
         return (reader["inputs"][0] == value and readers.get(value) == 1 and value not in outputs
-                and value in ctx.packed and ctx.packed[value].isa.ffn is not None)
+                and value in ctx.packed and ctx.packed[value].isa.ffn is not None
+                and ctx.packed[value].outliers is None)  # the fused kernel has no float32 channels
 
     def matches_pattern(block):
         return all(n["op"] == op and (act is None or n["attrs"].get("activation", "none") == act)

@@ -97,10 +97,11 @@ def _ffn_nodes(activation="gelu"):
              "attrs": {"eps": 1e-12}}]
 
 
-def _fake_ctx(fusable=True):
+def _fake_ctx(fusable=True, outliers=None):
     isa = SimpleNamespace(ffn=object() if fusable else None)  # the path's record: a fused kernel or none
     tensors = {"f.weight": None, "f.bias": None}
-    return SimpleNamespace(packed={"up0": SimpleNamespace(isa=isa), "down0": SimpleNamespace(isa=isa)},
+    return SimpleNamespace(packed={"up0": SimpleNamespace(isa=isa, outliers=outliers),
+                                   "down0": SimpleNamespace(isa=isa, outliers=None)},
                            two_pass=set(), tensors=tensors, tensor=tensors.__getitem__)
 
 
@@ -113,10 +114,11 @@ def test_fusion_replaces_a_feed_forward_block_by_one_step():
     assert away == {"up0", "down0"}
 
 
-@pytest.mark.parametrize("why", ["no fused kernel", "intermediate is an output", "not gelu"])
+@pytest.mark.parametrize("why", ["no fused kernel", "intermediate is an output", "not gelu", "outlier channels"])
 def test_fusion_leaves_blocks_it_cannot_fuse(why):
     nodes = _ffn_nodes("none" if why == "not gelu" else "gelu")
     outputs = ["h1", "up0"] if why == "intermediate is an output" else ["h1"]
     steps, io = ["up", "down", "norm"], [(n["inputs"], n["outputs"]) for n in nodes]
-    fused, fused_io, away = fusion.fuse(nodes, steps, io, outputs, _fake_ctx(why != "no fused kernel"))
+    ctx = _fake_ctx(why != "no fused kernel", outliers=(0, 0) if why == "outlier channels" else None)
+    fused, fused_io, away = fusion.fuse(nodes, steps, io, outputs, ctx)
     assert (fused, fused_io, away) == (steps, io, set())

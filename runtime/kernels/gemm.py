@@ -9,7 +9,9 @@ centre c = (max + min)/2 with half-range r: q = clip(rint((xs - c) * 127/r)),
 sa = r/127 (the row's whole range on 255 levels); acc = q @ qw.T in exact
 int32; y = float32(acc) * (sa[m] * scale[n]) + (c[m] * wsum[n] + bias[n])
 with wsum = scale * rowsum(qw); optional erf GELU within
-``GELU_MAX_ERR``. Each path's record in ``isa.PATHS`` names its module, its
+``GELU_MAX_ERR``. Outlier channels (``outliers=(idx, w_cols)``) are left out of
+the int8 product (their input scale and int8 weight columns count as zero) and
+added in float32, ``y += x[:, idx] @ w_cols.T``, before the GELU. Each path's record in ``isa.PATHS`` names its module, its
 constants and its kernels; the module is imported (so its intrinsics
 compiled) only when selected: see ``cpu.py``. With ``kernels=`` a native
 library (``runtime/native``) runs them instead: the same code compiled ahead
@@ -61,6 +63,7 @@ class PackedLinear:
     input_scale: np.ndarray  # (K,) float32 per input channel (SmoothQuant), ones when absent
     kernels: object = field(repr=False)  # the path's module
     isa: IsaPath = field(repr=False)  # the path's record: its constants and kernel names
+    outliers: tuple | None = None  # (idx (k,) int32, weight columns (k, N) float32): added in float32
 
 
 def _check_vector(name, v, n):
@@ -73,8 +76,11 @@ def _check_vector(name, v, n):
     return np.ascontiguousarray(v)
 
 
-def pack_linear(qw, scale, bias=None, input_scale=None, path=None, kernels=None):
+def pack_linear(qw, scale, bias=None, input_scale=None, path=None, kernels=None, outliers=None):
     """Validate int8 weights qw (N, K), scale (N,), bias (N,)|None, input_scale (K,)|None; pack them.
+
+    ``outliers``: None, or (idx (k,) int32 strictly increasing in [0, K), w_cols (N, k) float32), the
+    input channels computed in float32 (the int8 weight's columns there are ignored).
 
     ``path`` forces a kernel path (default: ``EDGEBERT_KERNEL`` or the best
     this CPU runs); ``kernels``, a native library, runs its own path.
@@ -93,6 +99,13 @@ def pack_linear(qw, scale, bias=None, input_scale=None, path=None, kernels=None)
     scale = _check_vector("scale", scale, N)
     bias = np.zeros(N, np.float32) if bias is None else _check_vector("bias", bias, N)
     input_scale = np.ones(K, np.float32) if input_scale is None else _check_vector("input_scale", input_scale, K)
+    if outliers is not None:
+        idx, cols = check_outliers(outliers, N, K)
+        qw = qw.copy()
+        qw[:, idx] = 0  # these channels leave the int8 product: zero weight and zero input scale there
+        input_scale = input_scale.copy()
+        input_scale[idx] = 0
+        outliers = (np.array(idx, np.int32), np.array(cols.T, np.float32, order="C"))  # own writable copies
     if kernels is not None:
         record, mod = PATHS[kernels.path], kernels
         w, corr, Kp = PACKERS[record.name](qw)
@@ -100,13 +113,37 @@ def pack_linear(qw, scale, bias=None, input_scale=None, path=None, kernels=None)
         record, mod = _path_module(path)
         w, corr, Kp = getattr(mod, record.pack)(qw)
     return PackedLinear(record.name, N, K, Kp, w, corr, scale.copy(), row_sums(qw, scale), bias.copy(),
-                        input_scale.copy(), mod, record)
+                        input_scale.copy(), mod, record, outliers)
+
+
+def check_outliers(outliers, N, K):
+    """(idx, w_cols) checked: idx (k,) int32, 1 <= k <= MAX_OUTLIERS, strictly increasing within [0, K);
+    w_cols (N, k) float32, finite."""
+    from edgebert.ops import MAX_OUTLIERS
+
+    if not isinstance(outliers, tuple) or len(outliers) != 2:
+        raise InputError("outliers must be a pair (channel indices, weight columns)")
+    idx, cols = outliers
+    if not isinstance(idx, np.ndarray) or idx.dtype != np.int32 or idx.ndim != 1:
+        raise InputError(f"outlier channels must be a 1-D int32 array, got {getattr(idx, 'dtype', type(idx).__name__)}")
+    k = idx.shape[0]
+    if not 1 <= k <= min(K, MAX_OUTLIERS):
+        raise InputError(f"{k} outlier channels: expected 1 to {min(K, MAX_OUTLIERS)}")
+    if idx[0] < 0 or idx[-1] >= K or (k > 1 and not np.all(np.diff(idx) > 0)):
+        raise InputError(f"outlier channels must be strictly increasing within [0, {K}), got {idx.tolist()[:8]}")
+    if not isinstance(cols, np.ndarray) or cols.dtype != np.float32 or cols.shape != (N, k):
+        raise InputError(f"outlier weight columns must be float32 of shape ({N}, {k}), "
+                         f"got {getattr(cols, 'dtype', type(cols).__name__)} {getattr(cols, 'shape', '')}")
+    if not np.all(np.isfinite(cols)):
+        raise InputError("outlier weight columns contain NaN or Inf")
+    return np.ascontiguousarray(idx), cols
 
 
 def residual_pass(packed):
     """``packed`` as qlinear_int16's second pass needs it (no bias, no input scale),
     sharing its packed weights: what pack_linear(qw, scale) gives, without a second copy."""
-    return replace(packed, bias=np.zeros(packed.N, np.float32), input_scale=np.ones(packed.K, np.float32))
+    return replace(packed, bias=np.zeros(packed.N, np.float32), input_scale=np.ones(packed.K, np.float32),
+                   outliers=None)
 
 
 def row_sums(qw, scale):
@@ -216,12 +253,15 @@ def qlinear(x, packed, out=None, activation="none"):
     mp = -(-M // isa.mr) * isa.mr
     dtype = _SCRATCH_DTYPES[packed.path]
     xq, rowq = _scratch(dtype, mp * packed.Kp * dtype.itemsize, M)
+    gelu = activation == "gelu"
     bad = _dynamic(
         getattr(packed.kernels, isa.qlinear.name), x, packed.w, packed.corr, packed.scale, packed.wsum, packed.bias,
-        packed.input_scale, out, xq, rowq, packed.Kp, activation == "gelu", kernels=packed.kernels
+        packed.input_scale, out, xq, rowq, packed.Kp, gelu and packed.outliers is None, kernels=packed.kernels
     )
     if bad:
         raise InputError(f"x has NaN or Inf in {bad} of its {M} rows")
+    if packed.outliers is not None:  # the float32 channels, then the GELU
+        _shared(packed.kernels, "outlier_add")(x, packed.outliers[0], packed.outliers[1], out, gelu)
     return out
 
 
@@ -256,6 +296,8 @@ def ffn(x, up, down, residual, gamma, beta, eps, out, panel, two_pass=False):
     isa = up.isa
     if isa.ffn is None or down.isa is not isa:
         raise InputError(f"no fused feed-forward kernel for paths {up.path!r} and {down.path!r}")
+    if up.outliers is not None or down.outliers is not None:
+        raise InputError("the fused feed-forward kernel has no outlier channels: run the layers one by one")
     if isinstance(panel, bool) or not isinstance(panel, int) or panel <= 0 or panel % isa.mr:
         raise InputError(f"panel must be a positive multiple of {isa.mr} rows, got {panel!r}")
     _check_x(x, up.K)

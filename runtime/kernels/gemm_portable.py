@@ -103,6 +103,52 @@ def gelu_inplace(y):
             y[m, j] = gelu32(y[m, j])
 
 
+@njit(inline="always", **JIT_OPTS)
+def _outlier_rows4(x, idx, wo, out, m, j):
+    """Rows m..m+3 += channels j..j+3 (x[:, idx[j..j+3]] times rows j..j+3 of wo), in channel order."""
+    i0, i1, i2, i3 = idx[j], idx[j + 1], idx[j + 2], idx[j + 3]
+    a00, a01, a02, a03 = x[m, i0], x[m, i1], x[m, i2], x[m, i3]
+    a10, a11, a12, a13 = x[m + 1, i0], x[m + 1, i1], x[m + 1, i2], x[m + 1, i3]
+    a20, a21, a22, a23 = x[m + 2, i0], x[m + 2, i1], x[m + 2, i2], x[m + 2, i3]
+    a30, a31, a32, a33 = x[m + 3, i0], x[m + 3, i1], x[m + 3, i2], x[m + 3, i3]
+    for n in range(out.shape[1]):
+        w0, w1, w2, w3 = wo[j, n], wo[j + 1, n], wo[j + 2, n], wo[j + 3, n]
+        out[m, n] = (((out[m, n] + a00 * w0) + a01 * w1) + a02 * w2) + a03 * w3
+        out[m + 1, n] = (((out[m + 1, n] + a10 * w0) + a11 * w1) + a12 * w2) + a13 * w3
+        out[m + 2, n] = (((out[m + 2, n] + a20 * w0) + a21 * w1) + a22 * w2) + a23 * w3
+        out[m + 3, n] = (((out[m + 3, n] + a30 * w0) + a31 * w1) + a32 * w2) + a33 * w3
+
+
+@njit(parallel=True, **JIT_OPTS)
+def outlier_add(x, idx, wo, out, gelu):
+    """out += x[:, idx] @ wo, one channel after another in float32 (then GELU if ``gelu``): the
+    outlier channels a linear keeps out of its int8 activations (docs/format.md, "Outlier channels").
+    x (M, K), idx (k,) int32 in [0, K), wo (k, N), out (M, N). Products and sums round one at a
+    time, in channel order, as the reference does (no FMA contraction without fastmath).
+    Blocks of 4 rows x 4 channels: each weight vector loaded serves 4 rows, and a row's partial
+    sums stay in registers over 4 channels. One row and one channel at a time streamed the
+    (k, N) weights from L2 once per row: 15 % of a 128 x 768 x 2304 int8 linear's time at k = 32."""
+    M, N = out.shape
+    k = idx.shape[0]
+    k4 = k - k % 4
+    for b in prange((M + 3) // 4):
+        m0 = b * 4
+        if m0 + 4 <= M:
+            for j in range(0, k4, 4):
+                _outlier_rows4(x, idx, wo, out, m0, j)
+            j_rest = k4
+        else:
+            j_rest = 0
+        for m in range(m0, min(m0 + 4, M)):  # the channels left over; all of them for a short last block
+            for j in range(j_rest, k):
+                a = x[m, idx[j]]
+                for n in range(N):
+                    out[m, n] = out[m, n] + a * wo[j, n]
+            if gelu:
+                for n in range(N):
+                    out[m, n] = gelu32(out[m, n])
+
+
 @njit(_nrt=False, **JIT_OPTS)  # called per tile row: no reference counting of its five arrays per call
 def finish_row(out, m, n0, n1, rowq, sw, wsum, bias, gelu):
     """out[m, n0:n1] holds float32(acc); make it acc*(sa*sw) + (c*wsum + bias), then GELU.

@@ -73,12 +73,43 @@ def _erf():
     return _ERF
 
 
-def qlinear_ref(x, qw, scale, bias=None, activation="none", input_scale=None):
+def without_outliers(qw, input_scale, outliers):
+    """(qw, input_scale) with the outlier channels' int8 weight columns and input scales zeroed: those
+    channels leave the int8 product (copies; the arguments as they are without outliers)."""
+    if outliers is None:
+        return qw, input_scale
+    idx = np.asarray(outliers[0])
+    qw = np.array(qw, np.int8)
+    qw[:, idx] = 0
+    input_scale = np.ones(qw.shape[1], F32) if input_scale is None else np.array(input_scale, F32)
+    input_scale[idx] = 0
+    return qw, input_scale
+
+
+def add_outliers_ref(x, y, outliers):
+    """y + x[:, idx] @ w_cols.T in float32, one channel after another (the kernel's order)."""
+    if outliers is None:
+        return y
+    idx, cols = outliers
+    y = np.array(y, F32)
+    x = np.asarray(x, F32)
+    for j, k in enumerate(np.asarray(idx)):
+        y += x[:, k][:, None] * np.asarray(cols, F32)[:, j][None, :]
+    return y
+
+
+def qlinear_ref(x, qw, scale, bias=None, activation="none", input_scale=None, outliers=None):
     """y = float32(acc) * (sa[m]*sw[n]) + (c[m]*wsum[n] + bias[n]), then optional GELU.
 
     Returns float32 for activation "none"; float64 for "gelu" (the exact
     value, which the fast float32 GELU must approach within GELU_MAX_ERR).
+    ``outliers`` (idx, w_cols (N, k)): those input channels leave the int8
+    product and are added in float32 (``add_outliers_ref``) before the GELU.
     """
+    if outliers is not None:
+        qw, input_scale = without_outliers(qw, input_scale, outliers)
+        y = add_outliers_ref(x, qlinear_ref(x, qw, scale, bias, "none", input_scale), outliers)
+        return gelu_ref(y) if activation == "gelu" else y
     q, sa, c = quantize_rows_ref(x, input_scale)
     acc = gemm_i32_ref(q, qw)
     scale = np.asarray(scale, F32)
@@ -92,9 +123,18 @@ def qlinear_ref(x, qw, scale, bias=None, activation="none", input_scale=None):
     return y
 
 
-def qlinear_int16_ref(x, qw, scale, bias=None, activation="none", input_scale=None):
-    """Reference of ``gemm.qlinear_int16``: the int8 pass plus the pass over its residual."""
+def qlinear_int16_ref(x, qw, scale, bias=None, activation="none", input_scale=None, outliers=None):
+    """Reference of ``gemm.qlinear_int16``: the int8 pass plus the pass over its residual (outliers
+    as in qlinear_ref, added with the first pass)."""
     x = np.asarray(x, F32)
+    if outliers is not None:
+        qw, input_scale = without_outliers(qw, input_scale, outliers)
+        first = qlinear_ref(x, qw, scale, bias, "none", input_scale, outliers=None)
+        first = add_outliers_ref(x, first, outliers)
+        q, sa, c = quantize_rows_ref(x, input_scale)
+        residual = x * input_scale[None, :] - (q.astype(F32) * sa[:, None] + c[:, None])
+        y = first + qlinear_ref(residual, qw, scale)
+        return gelu_ref(y) if activation == "gelu" else y
     q, sa, c = quantize_rows_ref(x, input_scale)
     xs = x if input_scale is None else x * np.asarray(input_scale, F32)[None, :]
     residual = xs - (q.astype(F32) * sa[:, None] + c[:, None])

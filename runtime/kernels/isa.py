@@ -119,6 +119,7 @@ SHARED_MODULE = "gemm_portable"
 SHARED = (
     Kernel("residual_all", ("x", "in_scale", "q", "rowq", "out"), (F32_2D, F32, "int8[::1]", F32_2D, F32_2D)),
     Kernel("gelu_inplace", ("y",), (F32_2D,)),
+    Kernel("outlier_add", ("x", "idx", "wo", "out", "gelu"), (F32_2D, I32, F32_2D, F32_2D, BOOL)),
     Kernel("quantize_all", ("x", "dst", "rowq", "shift", "kpad", "in_scale"), (F32_2D, "int8[::1]", F32_2D, INT, INT, F32),
            at_inference=False),
 )
