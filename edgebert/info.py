@@ -97,4 +97,10 @@ def format_info(info: dict, path: str) -> list[str]:
             lines.append(f"kept {entry['activations']:8s} {name}: {entry['why']}")
         if not kept:
             lines.append("kept          every linear layer in int8")
+        outliers = cal.get("outliers")
+        if outliers is not None:  # files from before outlier channels have no record
+            layers = outliers["layers"]
+            lines.append(f"outliers      {sum(layers.values())} float32 input channels in {len(layers)} linear layers "
+                         f"(up to {outliers['limit']} a layer)" if layers else
+                         f"outliers      none (up to {outliers['limit']} a layer were allowed)")
     return lines

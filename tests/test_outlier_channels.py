@@ -67,6 +67,14 @@ def test_converted_file_carries_them(tiny_int8, tiny_dir, tmp_path):
     assert cal == {"limit": calibrate.DEFAULT_OUTLIERS, "layers": dict(found)}
 
 
+def test_info_counts_them(tiny_int8):
+    from edgebert.info import file_info, format_info
+
+    found = _outlier_nodes(tiny_int8)
+    line = next(x for x in format_info(file_info(tiny_int8), str(tiny_int8)) if x.startswith("outliers"))
+    assert line.split()[1] == str(sum(k for _, k in found)) and f"in {len(found)} linear layers" in line
+
+
 def test_outliers_off(tiny_dir, tmp_path):
     from edgebert.converters import convert
 
