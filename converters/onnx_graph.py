@@ -299,6 +299,8 @@ class Graph:
             lin.outliers, lin.out = (idx, cols), add.output[0]
             lin.weight = lin.weight.copy()
             lin.weight[:, idx] = cols
+        elif lin.outlier_mask is not None:
+            self.refuse("edgebert's per-token int8 linear masks channels but has no outlier-channel branch", lin.node)
         add = self.only_consumer(lin.out, "Add")
         if add is not None:
             other = add.input[1] if add.input[0] == lin.out else add.input[0]

@@ -90,11 +90,15 @@ def outlier_branch(g, lin):
         return None
     from .onnx_graph import attr
 
-    if attr(gather, "axis", 0) not in (-1, 2) or idx.size == 0 or idx.min() < 0 or idx.max() >= K:
-        g.refuse("an outlier-channel Gather that is not over the linear's input channels", gather)
+    from edgebert.ops import MAX_OUTLIERS
+
+    if (attr(gather, "axis", 0) not in (-1, 2) or not 0 < idx.size <= MAX_OUTLIERS or idx.min() < 0
+            or idx.max() >= K or np.any(np.diff(idx) <= 0)):
+        g.refuse(f"an outlier-channel Gather that is not 1 to {MAX_OUTLIERS} strictly increasing channels of the "
+                 "linear's input", gather)
     idx = idx.astype(np.int32)
-    mask = getattr(lin, "outlier_mask", None)
-    if mask is not None and not np.array_equal(np.flatnonzero(mask == 0), np.sort(idx)):
+    mask = lin.outlier_mask
+    if mask is not None and not np.array_equal(np.flatnonzero(mask == 0), idx):
         g.refuse("the outlier channels' mask and their Gather name different channels", gather)
     return idx, np.ascontiguousarray(np.asarray(cols_t, np.float32).T), add
 

@@ -124,3 +124,46 @@ def test_misstated_outliers_are_refused(tiny_int8, tmp_path):
     idx[-1] = 10**6  # past the input width
     with pytest.raises((InvalidModelFile, edgebert.errors.InputError), match="strictly increasing"):
         edgebert.load(_rewrite(tiny_int8, tmp_path / "d.edgebert", tensors={prefix + names.OUTLIERS: idx}))
+
+
+@pytest.mark.parametrize("change, match", [
+    ("unsorted", "strictly increasing channels"),
+    ("other mask", "mask and their Gather name different channels"),
+    ("no branch", "masks channels but has no outlier-channel branch"),
+])
+def test_hostile_onnx_outlier_branches_are_refused(tiny_int8, tmp_path, change, match):
+    """Our export's outlier form read back with its parts contradicting each other: refused, nothing written."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    from edgebert.converters import convert
+    from edgebert.errors import UnsupportedModel
+    from edgebert.onnx_export import export_onnx
+
+    prefix, k = next((p, k) for p, k in _outlier_nodes(tiny_int8) if k >= 1)
+    path = tmp_path / "e" / "model.onnx"
+    export_onnx(tiny_int8, path)
+    proto = onnx.load(str(path))
+    inits = {t.name: t for t in proto.graph.initializer}
+    idx = numpy_helper.to_array(inits[prefix + names.OUTLIERS])
+    mask = numpy_helper.to_array(inits[prefix + ".outlier_mask"]) if prefix + ".outlier_mask" in inits else None
+    if mask is None:
+        pytest.skip(f"{prefix} runs with higher-precision activations here (no quantizer mask)")
+    if change == "unsorted":
+        new = np.concatenate([idx, idx[:1]]) if k == 1 else idx[::-1].copy()
+        cols = numpy_helper.to_array(inits[prefix + names.OUTLIER_WEIGHT])
+        inits[prefix + names.OUTLIER_WEIGHT].CopyFrom(numpy_helper.from_array(
+            np.concatenate([cols, cols[:1]]) if k == 1 else cols[::-1].copy(), prefix + names.OUTLIER_WEIGHT))
+        inits[prefix + names.OUTLIERS].CopyFrom(numpy_helper.from_array(new, prefix + names.OUTLIERS))
+    elif change == "other mask":
+        other = mask.copy()
+        other[idx] = 1
+        other[(idx[0] + 1) % len(mask) if (idx[0] + 1) % len(mask) not in idx else (idx[-1] + 1) % len(mask)] = 0
+        inits[prefix + ".outlier_mask"].CopyFrom(numpy_helper.from_array(other, prefix + ".outlier_mask"))
+    else:  # the Gather picks one channel more than the weight columns have: not the outlier form
+        inits[prefix + names.OUTLIERS].CopyFrom(numpy_helper.from_array(
+            np.append(idx, np.int64(len(mask) - 1) if len(mask) - 1 not in idx else np.int64(0)), prefix + names.OUTLIERS))
+    onnx.save_model(proto, str(path))
+    with pytest.raises(UnsupportedModel, match=match):
+        convert(path, tmp_path / "x.edgebert", dtype="int8")
+    assert not (tmp_path / "x.edgebert").exists()
