@@ -16,9 +16,10 @@ def _round_up(n: int, m: int) -> int:
 
 
 def scratch_size(max_len: int, head_dim: int) -> int:
-    """float32 words one thread needs: K^T (d, Lp), V (Lp, dp), scores (QB, Lp), context tile, 1/sums."""
+    """float32 words one thread needs: K^T (d, Lp), V (Lp, dp), scores (QB, Lp), context tile, 1/sums,
+    a padding mask (relative.py's biased scores)."""
     lp, dp = _round_up(max(max_len, 1), W), _round_up(head_dim, CB)
-    return head_dim * lp + lp * dp + QB * lp + QB * CB + QB
+    return head_dim * lp + lp * dp + QB * lp + QB * CB + QB + W
 
 
 def make_scratch(max_len: int, head_dim: int, threads: int | None = None) -> np.ndarray:
@@ -37,19 +38,19 @@ def per_thread(words: int, threads: int | None = None) -> np.ndarray:
 
 # ---- relative_attention (relative.py) -------------------------------------------------
 def distance_bias(table: np.ndarray, num_buckets: int, max_distance: int, cap: int) -> tuple[np.ndarray, int]:
-    """(by_distance (nh, 2 cap - 1) float32, centre = cap - 1): bias of every distance of sequences
-    up to ``cap`` tokens, from the (buckets, nh) table."""
+    """(by_distance (nh, 2 cap - 1 + W) float32, centre = cap - 1): bias of every distance of sequences
+    up to ``cap`` tokens, from the (buckets, nh) table; W more columns on the right for the padding keys
+    of a sequence's last 16-key block (their scores are masked, but the kernel reads whole vectors)."""
     from ..reference import relative_buckets_ref
 
-    distance = np.arange(-(cap - 1), cap)
+    distance = np.arange(-(cap - 1), cap + W)
     by_distance = table[relative_buckets_ref(distance, num_buckets, max_distance)].T  # (nh, 2 cap - 1)
     return np.ascontiguousarray(by_distance, dtype=np.float32), cap - 1
 
 
 def relative_scratch_size(max_len: int, head_dim: int) -> int:
-    """float32 words one thread needs: K and V (L, d) each, a score row (L,), a context row (d,)."""
-    L = max(max_len, 1)
-    return 2 * L * head_dim + L + head_dim
+    """float32 words one thread needs: attention's (relative.py runs attention.item_attention)."""
+    return scratch_size(max_len, head_dim)
 
 
 # ---- attention_window (attention_window.py) -------------------------------------------

@@ -41,6 +41,24 @@ def test_kernel_matches_reference(lengths, heads, d):
     np.testing.assert_allclose(out, want, atol=KERNEL_ATOL, rtol=0)
 
 
+def test_padding_keys_do_not_take_their_distances_bias():
+    """A sequence of 5 tokens runs one 16-key block; keys 5-15 are padding whose scores would carry the
+    bias of distances 5-15. Here those distances' bias is +100: unmasked, the row max would be theirs
+    and every real weight would underflow to the same clamped value (a uniform softmax)."""
+    rng = np.random.default_rng(7)
+    heads, d, L = 2, 8, 5
+    qkv = rng.standard_normal((L, 3 * heads * d)).astype(np.float32)
+    far = relative_buckets_ref(np.arange(5, 16), 32, 128)
+    table = np.zeros((32, heads), np.float32)
+    table[np.setdiff1d(far, relative_buckets_ref(np.arange(-4, 5), 32, 128))] = 100.0
+    by_distance, centre = distance_bias(table, 32, 128, L)
+    offsets = np.array([0, L])
+    out = np.empty((L, heads * d), np.float32)
+    relative_attention(qkv, offsets, heads, by_distance, centre, out, make_scratch(L, d))
+    want = attention_ref(qkv, offsets, heads, position_bias=lambda n: relative_bias_ref(table, n, 32, 128))
+    np.testing.assert_allclose(out, want, atol=KERNEL_ATOL, rtol=0)
+
+
 def test_kernel_refuses_a_sequence_longer_than_its_table():
     qkv = np.zeros((9, 6), np.float32)
     by_distance, centre = distance_bias(np.zeros((32, 1), np.float32), 32, 128, 8)
