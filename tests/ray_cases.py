@@ -33,13 +33,23 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def records(tmp_path_factory, pang_lee_texts):
-    path = tmp_path_factory.mktemp("ray") / "in.jsonl"
-    rows = [{"key": i, "body": t} for i, t in enumerate(pang_lee_texts * 3)]
+def _records(folder, texts):
+    path = folder / "in.jsonl"
+    rows = [{"key": i, "body": t} for i, t in enumerate(texts)]
     rows[7]["body"] = 7  # a reject on both engines
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory, pang_lee_texts):
+    return _records(tmp_path_factory.mktemp("ray"), pang_lee_texts * 3)
+
+
+@pytest.fixture(scope="module")
+def long_records(tmp_path_factory, pang_lee_texts):
+    """Long enough that an actor is still working when it is killed (600 rows once finished first)."""
+    return _records(tmp_path_factory.mktemp("ray_long"), pang_lee_texts * 12)
 
 
 def _by_key(table):
@@ -61,10 +71,10 @@ def test_ray_equals_local_record_for_record(local_ray, tiny_int8, records, tmp_p
     assert reject["key"] == 7 and "int, not a string" in reject["_reason"]
 
 
-def test_killed_actor_is_retried_without_loss_or_duplicates(local_ray, tiny_int8, records, tmp_path):
+def test_killed_actor_is_retried_without_loss_or_duplicates(local_ray, tiny_int8, long_records, tmp_path):
     from edgebert.batch.ray_engine import run_on_ray
 
-    spec = dict(model=str(tiny_int8), input=str(records), fields=Fields("body", "key"), shard_size=SHARD // 4,
+    spec = dict(model=str(tiny_int8), input=str(long_records), fields=Fields("body", "key"), shard_size=SHARD // 4,
                 quiet=True)
     run_job(JobSpec(output=str(tmp_path / "local.parquet"), **spec))
     killed = []
@@ -74,8 +84,11 @@ def test_killed_actor_is_retried_without_loss_or_duplicates(local_ray, tiny_int8
         while time.monotonic() < deadline and not killed:
             for p in psutil.process_iter(["pid", "cmdline"]):
                 if any("MapWorker" in part for part in (p.info["cmdline"] or [])) and _ours(p):
-                    time.sleep(1.0)  # let it take some batches first
-                    os.kill(p.info["pid"], signal.SIGKILL)
+                    time.sleep(0.5)  # let it take some batches first
+                    try:
+                        os.kill(p.info["pid"], signal.SIGKILL)
+                    except ProcessLookupError:  # it ended meanwhile: look for another
+                        continue
                     killed.append(p.info["pid"])
                     return
             time.sleep(0.05)

@@ -118,7 +118,7 @@ def _cli(model, src, out, *extra):
 
 def test_killed_and_resumed_output_equals_uninterrupted(tiny_int8, texts, tmp_path):
     src = tmp_path / "in.jsonl"
-    records = texts * 10  # long enough to outlast every kill (start-up is most of a short run)
+    records = texts * 30  # long enough to outlast every kill (x10 once finished between a check and a kill)
     src.write_text("".join(json.dumps({"key": i, "body": t}) + "\n" for i, t in enumerate(records)))
     env = {**os.environ, "EDGEBERT_NUM_THREADS": "1"}
     subprocess.run(_cli(tiny_int8, src, tmp_path / "whole.parquet"), check=True, env=env)
