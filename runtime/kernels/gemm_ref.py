@@ -127,16 +127,10 @@ def qlinear_int16_ref(x, qw, scale, bias=None, activation="none", input_scale=No
     """Reference of ``gemm.qlinear_int16``: the int8 pass plus the pass over its residual (outliers
     as in qlinear_ref, added with the first pass)."""
     x = np.asarray(x, F32)
-    if outliers is not None:
-        qw, input_scale = without_outliers(qw, input_scale, outliers)
-        first = qlinear_ref(x, qw, scale, bias, "none", input_scale, outliers=None)
-        first = add_outliers_ref(x, first, outliers)
-        q, sa, c = quantize_rows_ref(x, input_scale)
-        residual = x * input_scale[None, :] - (q.astype(F32) * sa[:, None] + c[:, None])
-        y = first + qlinear_ref(residual, qw, scale)
-        return gelu_ref(y) if activation == "gelu" else y
+    qw, input_scale = without_outliers(qw, input_scale, outliers)
     q, sa, c = quantize_rows_ref(x, input_scale)
     xs = x if input_scale is None else x * np.asarray(input_scale, F32)[None, :]
     residual = xs - (q.astype(F32) * sa[:, None] + c[:, None])
-    y = qlinear_ref(x, qw, scale, bias, "none", input_scale) + qlinear_ref(residual, qw, scale)
+    first = add_outliers_ref(x, qlinear_ref(x, qw, scale, bias, "none", input_scale), outliers)
+    y = first + qlinear_ref(residual, qw, scale)
     return gelu_ref(y) if activation == "gelu" else y
