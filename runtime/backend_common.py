@@ -55,8 +55,9 @@ def effective_float_weight(w, scale, input_scale, outliers=None):
         w = w.astype(np.float32) * scale[:, None]
     if input_scale is not None:
         w = w * input_scale[None, :]
-    w = np.array(w, dtype=np.float32)
+    w = np.ascontiguousarray(w, dtype=np.float32)  # a float32 file's own weight stays a view: no copy at load
     if outliers is not None:
+        w = w.copy()  # the file's own weight may be a read-only view
         w[:, outliers[0]] = outliers[1]
     return w
 
